@@ -1,0 +1,491 @@
+//! The chain: a byte stream as a linked list of pool buffers.
+
+use std::fmt;
+
+use super::pool::{Buf, BufId, Pool, PoolExhausted, NIL};
+
+/// A byte stream stored in pool buffers linked head to tail.
+///
+/// Appending never copies what is already there; consuming from the front
+/// frees each buffer as soon as its last byte is consumed. The links live in
+/// the [`Pool`]'s metadata, so every method takes the pool that owns the
+/// buffers — always the same pool for one chain.
+///
+/// # Examples
+/// ```
+/// # use std::num::{NonZeroU32, NonZeroUsize};
+/// use pollring_backends::buf::{Chain, Pool};
+/// let mut pool = Pool::new(NonZeroUsize::new(4).unwrap(), NonZeroU32::new(8).unwrap())?;
+/// let mut chain = Chain::new();
+/// chain.extend_from_slice(&mut pool, b"hello world")?; // spans 3 buffers
+/// assert_eq!(chain.len(), 11);
+/// let mut scratch = Vec::new();
+/// assert_eq!(chain.contiguous(&pool, 0..7, &mut scratch), b"hello w");
+/// chain.consume(&mut pool, 6);
+/// assert_eq!(chain.first(&pool), b"wo"); // the rest of the second buffer
+/// chain.clear(&mut pool);
+/// assert_eq!(pool.in_use(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a Chain leaks its pool buffers unless cleared or handed on"]
+pub struct Chain {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl Chain {
+    /// An empty chain; holds no buffer.
+    pub const fn new() -> Chain {
+        Chain { head: NIL, tail: NIL, len: 0 }
+    }
+
+    /// Bytes in the chain.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the chain holds no byte (and so no buffer).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of buffers linked (walks the list).
+    pub fn buffers(&self, pool: &Pool) -> usize {
+        let mut n = 0;
+        let mut id = self.head;
+        while id != NIL {
+            n += 1;
+            id = pool.meta(id).next;
+        }
+        n
+    }
+
+    /// Links `buf` (with whatever data it holds) at the tail. An empty
+    /// buffer is freed instead of linked.
+    pub fn push(&mut self, pool: &mut Pool, buf: Buf) {
+        let id = buf.id().index();
+        let m = pool.meta(id);
+        let n = (m.end - m.start) as usize;
+        if n == 0 {
+            pool.free(buf);
+            return;
+        }
+        let id = buf.into_id().index();
+        pool.meta_mut(id).next = NIL;
+        if self.tail == NIL {
+            self.head = id;
+        } else {
+            pool.meta_mut(self.tail).next = id;
+        }
+        self.tail = id;
+        self.len += n;
+    }
+
+    /// Appends the bytes of `buf`: copied into the spare room of the tail
+    /// buffer when they fit there and are at most `copy_limit` bytes (so small
+    /// messages do not pin a whole buffer each), else linked without a copy.
+    pub fn push_or_copy(&mut self, pool: &mut Pool, buf: Buf, copy_limit: usize) {
+        let n = pool.data(&buf).len();
+        if self.tail != NIL && n <= copy_limit {
+            let tail = pool.meta(self.tail);
+            if pool.buf_size() - tail.end as usize >= n {
+                let (src, dst) = (buf.id(), BufId(self.tail));
+                let src_range = pool.meta(src.0);
+                let (s, e) = (src_range.start as usize, src_range.end as usize);
+                let t = tail.end as usize;
+                pool.copy_between(src, s..e, dst, t);
+                pool.meta_mut(self.tail).end += n as u32;
+                self.len += n;
+                pool.free(buf);
+                return;
+            }
+        }
+        self.push(pool, buf);
+    }
+
+    /// Moves every buffer of `other` behind this chain's tail. No byte is
+    /// copied.
+    pub fn append(&mut self, pool: &mut Pool, mut other: Chain) {
+        if other.head == NIL {
+            return;
+        }
+        if self.tail == NIL {
+            self.head = other.head;
+        } else {
+            pool.meta_mut(self.tail).next = other.head;
+        }
+        self.tail = other.tail;
+        self.len += other.len;
+        other.forget();
+    }
+
+    /// Copies `data` in: first into the tail buffer's spare room, then into
+    /// fresh buffers.
+    ///
+    /// # Errors
+    /// [`PoolExhausted`] if the pool ran out; the bytes that fitted stay
+    /// appended (the return says how many did not).
+    pub fn extend_from_slice(&mut self, pool: &mut Pool, mut data: &[u8]) -> Result<(), PoolExhausted> {
+        while !data.is_empty() {
+            let n = self.write_with(pool, |spare| {
+                let n = spare.len().min(data.len());
+                spare[..n].copy_from_slice(&data[..n]);
+                n
+            })?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Lets `fill` write straight into the spare room at the tail (a fresh
+    /// buffer if the tail is full) and appends the bytes it says it wrote.
+    /// Returns that count. `fill` sees at least one byte of room.
+    ///
+    /// # Errors
+    /// [`PoolExhausted`] if a fresh buffer was needed and none was free.
+    ///
+    /// # Panics
+    /// If `fill` returns more than the room it was given.
+    pub fn write_with(
+        &mut self,
+        pool: &mut Pool,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, PoolExhausted> {
+        let tail_full = self.tail == NIL || pool.meta(self.tail).end as usize == pool.buf_size();
+        if tail_full {
+            let buf = pool.alloc().ok_or(PoolExhausted)?;
+            let id = buf.into_id().index();
+            if self.tail == NIL {
+                self.head = id;
+            } else {
+                pool.meta_mut(self.tail).next = id;
+            }
+            self.tail = id;
+        }
+        let tail = BufId(self.tail);
+        let end = pool.meta(tail.0).end as usize;
+        let spare = &mut pool.bytes_mut(tail)[end..];
+        let room = spare.len();
+        let n = fill(spare);
+        assert!(n <= room, "write_with: fill wrote past its room");
+        pool.meta_mut(tail.0).end += n as u32;
+        self.len += n;
+        Ok(n)
+    }
+
+    /// The first contiguous run of bytes (the head buffer's data); empty if
+    /// the chain is.
+    pub fn first<'p>(&self, pool: &'p Pool) -> &'p [u8] {
+        if self.head == NIL {
+            return &[];
+        }
+        let m = pool.meta(self.head);
+        &pool.bytes(BufId(self.head))[m.start as usize..m.end as usize]
+    }
+
+    /// Every contiguous run of bytes, head to tail.
+    pub fn chunks<'p>(&self, pool: &'p Pool) -> Chunks<'p> {
+        Chunks { pool, next: self.head }
+    }
+
+    /// A contiguous view of bytes `range` of the chain: borrowed from the
+    /// buffer when the range lies in one, else copied into `scratch`.
+    ///
+    /// # Panics
+    /// If `range` reaches past [`Chain::len`].
+    pub fn contiguous<'a>(
+        &self,
+        pool: &'a Pool,
+        range: std::ops::Range<usize>,
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        assert!(range.start <= range.end && range.end <= self.len, "range past the chain's end");
+        let mut skip = range.start;
+        let want = range.end - range.start;
+        let mut chunks = self.chunks(pool);
+        for chunk in chunks.by_ref() {
+            if skip < chunk.len() {
+                if chunk.len() - skip >= want {
+                    return &chunk[skip..skip + want];
+                }
+                scratch.clear();
+                scratch.extend_from_slice(&chunk[skip..]);
+                break;
+            }
+            skip -= chunk.len();
+        }
+        for chunk in chunks {
+            let need = want - scratch.len();
+            if need == 0 {
+                break;
+            }
+            scratch.extend_from_slice(&chunk[..need.min(chunk.len())]);
+        }
+        &scratch[..]
+    }
+
+    /// Position of the first `byte` at or after `from`, searching across
+    /// buffer boundaries.
+    pub fn find(&self, pool: &Pool, from: usize, byte: u8) -> Option<usize> {
+        let mut base = 0;
+        for chunk in self.chunks(pool) {
+            if from < base + chunk.len() {
+                let start = from.saturating_sub(base);
+                if let Some(i) = chunk[start..].iter().position(|&b| b == byte) {
+                    return Some(base + start + i);
+                }
+            }
+            base += chunk.len();
+        }
+        None
+    }
+
+    /// Drops the first `n` bytes, freeing each buffer that empties.
+    ///
+    /// # Panics
+    /// If `n` exceeds [`Chain::len`].
+    pub fn consume(&mut self, pool: &mut Pool, mut n: usize) {
+        assert!(n <= self.len, "consume past the chain's end");
+        self.len -= n;
+        while n > 0 {
+            let m = pool.meta_mut(self.head);
+            let have = (m.end - m.start) as usize;
+            if n < have {
+                m.start += n as u32;
+                return;
+            }
+            n -= have;
+            let next = m.next;
+            pool.free_id(BufId(self.head));
+            self.head = next;
+        }
+        if self.len == 0 {
+            // Only empty buffers can remain (a write_with that wrote nothing).
+            self.clear(pool);
+        }
+    }
+
+    /// Splits off the first `n` bytes as a chain of their own. Whole buffers
+    /// move without a copy; only a buffer cut in two has its front part
+    /// copied into a fresh buffer.
+    ///
+    /// # Errors
+    /// [`PoolExhausted`] if that one copy needed a buffer and none was free;
+    /// `self` is then unchanged.
+    ///
+    /// # Panics
+    /// If `n` exceeds [`Chain::len`].
+    pub fn split_to(&mut self, pool: &mut Pool, n: usize) -> Result<Chain, PoolExhausted> {
+        assert!(n <= self.len, "split past the chain's end");
+        if n == self.len {
+            return Ok(std::mem::take(self));
+        }
+        let mut out = Chain::new();
+        let mut left = n;
+        while left > 0 {
+            let m = pool.meta(self.head);
+            let have = (m.end - m.start) as usize;
+            if left < have {
+                let part = pool.alloc().ok_or(PoolExhausted)?;
+                pool.copy_between(BufId(self.head), m.start as usize..m.start as usize + left, part.id(), 0);
+                pool.fill(&part, left);
+                pool.meta_mut(self.head).start += left as u32;
+                self.len -= left;
+                out.push(pool, part);
+                break;
+            }
+            // Move the whole head buffer.
+            let id = self.head;
+            self.head = m.next;
+            self.len -= have;
+            left -= have;
+            out.push(pool, Buf::from_kernel(BufId(id)));
+        }
+        if self.head == NIL {
+            self.tail = NIL;
+        }
+        Ok(out)
+    }
+
+    /// Frees every buffer; the chain is empty afterwards.
+    pub fn clear(&mut self, pool: &mut Pool) {
+        let mut id = self.head;
+        while id != NIL {
+            let next = pool.meta(id).next;
+            pool.free_id(BufId(id));
+            id = next;
+        }
+        self.forget();
+    }
+
+    /// Ids and byte ranges of the chain's buffers, for building iovecs.
+    pub(crate) fn segments<'p>(&self, pool: &'p Pool) -> impl Iterator<Item = (BufId, u32, u32)> + 'p {
+        let mut id = self.head;
+        std::iter::from_fn(move || {
+            if id == NIL {
+                return None;
+            }
+            let m = pool.meta(id);
+            let seg = (BufId(id), m.start, m.end);
+            id = m.next;
+            Some(seg)
+        })
+    }
+
+    fn forget(&mut self) {
+        self.head = NIL;
+        self.tail = NIL;
+        self.len = 0;
+    }
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        Chain::new()
+    }
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain").field("len", &self.len).finish()
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            debug_assert!(self.head == NIL, "Chain of {} bytes dropped without clear()", self.len);
+        }
+    }
+}
+
+/// Iterator over a chain's contiguous runs, from [`Chain::chunks`].
+#[derive(Debug)]
+pub struct Chunks<'p> {
+    pool: &'p Pool,
+    next: u32,
+}
+
+impl<'p> Iterator for Chunks<'p> {
+    type Item = &'p [u8];
+
+    fn next(&mut self) -> Option<&'p [u8]> {
+        if self.next == NIL {
+            return None;
+        }
+        let id = self.next;
+        let m = self.pool.meta(id);
+        self.next = m.next;
+        Some(&self.pool.bytes(BufId(id))[m.start as usize..m.end as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::{NonZeroU32, NonZeroUsize};
+
+    fn pool(size: usize, count: u32) -> Pool {
+        Pool::new(NonZeroUsize::new(size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
+    }
+
+    fn collect(c: &Chain, p: &Pool) -> Vec<u8> {
+        c.chunks(p).flatten().copied().collect()
+    }
+
+    #[test]
+    fn frame_split_across_buffers_reads_contiguously() {
+        let mut p = pool(4, 8);
+        let mut c = Chain::new();
+        c.extend_from_slice(&mut p, b"GET /a\r\n").unwrap();
+        assert_eq!(c.buffers(&p), 2);
+        let mut scratch = Vec::new();
+        // Borrowed when inside one buffer, copied when it spans two.
+        let inside = c.contiguous(&p, 0..3, &mut scratch);
+        assert_eq!(inside, b"GET");
+        assert!(scratch.is_empty(), "no copy for a range inside one buffer");
+        assert_eq!(c.contiguous(&p, 2..7, &mut scratch), b"T /a\r");
+        assert_eq!(scratch, b"T /a\r");
+        assert_eq!(c.find(&p, 0, b'\n'), Some(7));
+        assert_eq!(c.find(&p, 5, b'G'), None);
+        c.clear(&mut p);
+    }
+
+    #[test]
+    fn consume_across_a_boundary_frees_emptied_buffers() {
+        let mut p = pool(4, 8);
+        let mut c = Chain::new();
+        c.extend_from_slice(&mut p, b"0123456789").unwrap();
+        assert_eq!(p.in_use(), 3);
+        c.consume(&mut p, 5);
+        assert_eq!(p.in_use(), 2, "the first buffer went back as soon as it emptied");
+        assert_eq!(collect(&c, &p), b"56789");
+        c.consume(&mut p, 5);
+        assert!(c.is_empty());
+        assert_eq!(p.in_use(), 0, "an empty chain holds no buffer");
+        // The emptied chain is usable again.
+        c.extend_from_slice(&mut p, b"ab").unwrap();
+        assert_eq!(collect(&c, &p), b"ab");
+        c.clear(&mut p);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn small_writes_coalesce_into_the_tail_buffer() {
+        let mut p = pool(16, 4);
+        let mut c = Chain::new();
+        for _ in 0..4 {
+            c.extend_from_slice(&mut p, b"abcd").unwrap();
+        }
+        assert_eq!(c.buffers(&p), 1);
+        c.extend_from_slice(&mut p, b"x").unwrap();
+        assert_eq!(c.buffers(&p), 2);
+        c.clear(&mut p);
+    }
+
+    #[test]
+    fn append_and_split_move_buffers_without_copying() {
+        let mut p = pool(4, 8);
+        let mut a = Chain::new();
+        let mut b = Chain::new();
+        a.extend_from_slice(&mut p, b"abcdef").unwrap();
+        b.extend_from_slice(&mut p, b"ghij").unwrap();
+        let before = p.in_use();
+        a.append(&mut p, b);
+        assert_eq!(p.in_use(), before);
+        assert_eq!(collect(&a, &p), b"abcdefghij");
+        let head = a.split_to(&mut p, 5).unwrap();
+        assert_eq!(collect(&head, &p), b"abcde");
+        assert_eq!(collect(&a, &p), b"fghij");
+        // One extra buffer for the copied part of the buffer cut in two.
+        assert_eq!(p.in_use(), before + 1);
+        let mut head = head;
+        head.clear(&mut p);
+        a.clear(&mut p);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn exhaustion_is_reported_and_keeps_what_fitted() {
+        let mut p = pool(4, 2);
+        let mut c = Chain::new();
+        assert_eq!(c.extend_from_slice(&mut p, b"0123456789"), Err(PoolExhausted));
+        assert_eq!(collect(&c, &p), b"01234567");
+        c.clear(&mut p);
+    }
+
+    #[test]
+    fn small_receives_are_copied_into_the_tail() {
+        let mut p = pool(16, 4);
+        let mut c = Chain::new();
+        c.extend_from_slice(&mut p, b"head").unwrap();
+        let rx = p.alloc().unwrap();
+        p.spare_mut(&rx)[..3].copy_from_slice(b"abc");
+        p.fill(&rx, 3);
+        c.push_or_copy(&mut p, rx, 8);
+        assert_eq!(p.in_use(), 1, "the received buffer went back to the pool");
+        assert_eq!(collect(&c, &p), b"headabc");
+        c.clear(&mut p);
+    }
+}

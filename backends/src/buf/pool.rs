@@ -1,0 +1,335 @@
+//! The pool: fixed-size buffers carved from one lazily committed mapping.
+
+use std::fmt;
+use std::io;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::ptr::NonNull;
+
+use crate::sys;
+
+/// "No buffer" in the metadata links.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// The index of a buffer in its pool. Cheap to copy; it does not own the
+/// buffer (a [`Buf`] does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(pub(crate) u32);
+
+impl BufId {
+    /// The index of this buffer in the pool, `0..pool.capacity()`.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// An owned pool buffer: the handle that says "these bytes are mine".
+///
+/// It carries no pointer. Read and write it through the [`Pool`] that made
+/// it; give it back with [`Pool::free`] or by linking it into a [`Chain`].
+///
+/// [`Chain`]: super::Chain
+#[must_use = "a Buf leaks its pool buffer unless freed or linked into a Chain"]
+pub struct Buf {
+    id: BufId,
+}
+
+impl Buf {
+    /// Which buffer this is.
+    pub fn id(&self) -> BufId {
+        self.id
+    }
+
+    /// Turns the handle into its bare id, for a driver that lends the buffer
+    /// to the kernel and will rebuild the handle with [`Buf::from_kernel`].
+    pub(crate) fn into_id(self) -> BufId {
+        let id = self.id;
+        std::mem::forget(self);
+        id
+    }
+
+    /// Rebuilds the handle of a buffer that the kernel has given back.
+    ///
+    /// The caller (a driver) must only do this for an id it earlier turned
+    /// into a bare id with [`Buf::into_id`], once per such hand-over.
+    pub(crate) fn from_kernel(id: BufId) -> Buf {
+        Buf { id }
+    }
+}
+
+impl fmt::Debug for Buf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Buf({})", self.id.0)
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            debug_assert!(false, "Buf {} dropped without being freed", self.id.0);
+        }
+    }
+}
+
+/// The pool has no free buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolExhausted;
+
+impl fmt::Display for PoolExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("buffer pool exhausted")
+    }
+}
+
+impl std::error::Error for PoolExhausted {}
+
+/// Per-buffer bookkeeping: the filled range and the link to the next buffer
+/// of the chain the buffer belongs to.
+#[derive(Clone, Copy)]
+pub(crate) struct Meta {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+    pub(crate) next: u32,
+}
+
+/// A fixed set of equally sized buffers, owned by one worker thread.
+///
+/// The memory is one anonymous mapping of `buf_size * count` bytes: the
+/// kernel commits a page only when it is first written, so a large pool of
+/// which only a few buffers are ever used costs only those buffers in RSS.
+/// Freed buffers are reused last-in first-out, which keeps the hot set small
+/// and in cache.
+pub struct Pool {
+    base: NonNull<u8>,
+    buf_size: u32,
+    count: u32,
+    free: Vec<u32>,
+    meta: Box<[Meta]>,
+}
+
+impl Pool {
+    /// Maps `count` buffers of `buf_size` bytes each.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `buf_size` exceeds 1 GiB or `count` exceeds 65,536
+    /// (the io_uring buffer ring names buffers with 16 bits); otherwise the
+    /// error of `mmap`.
+    pub fn new(buf_size: NonZeroUsize, count: NonZeroU32) -> io::Result<Pool> {
+        if buf_size.get() > 1 << 30 || count.get() > 1 << 16 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer size must be at most 1 GiB and buffer count at most 65536",
+            ));
+        }
+        let len = buf_size.get() * count.get() as usize;
+        let base = sys::mmap_anonymous(len)?;
+        let count = count.get();
+        Ok(Pool {
+            base,
+            buf_size: buf_size.get() as u32,
+            count,
+            // Pop order 0, 1, 2…: the first buffers used are the first pages.
+            free: (0..count).rev().collect(),
+            meta: vec![Meta { start: 0, end: 0, next: NIL }; count as usize].into_boxed_slice(),
+        })
+    }
+
+    /// Size of every buffer, in bytes.
+    pub fn buf_size(&self) -> usize {
+        self.buf_size as usize
+    }
+
+    /// Number of buffers in the pool.
+    pub fn capacity(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Number of buffers free right now.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Number of buffers owned by someone (chains, drivers, the kernel).
+    pub fn in_use(&self) -> usize {
+        self.capacity() - self.available()
+    }
+
+    /// Takes a free buffer, empty (`data` is `&[]`), or `None` if none is left.
+    pub fn alloc(&mut self) -> Option<Buf> {
+        let id = self.free.pop()?;
+        self.meta[id as usize] = Meta { start: 0, end: 0, next: NIL };
+        Some(Buf { id: BufId(id) })
+    }
+
+    /// Gives a buffer back.
+    pub fn free(&mut self, buf: Buf) {
+        let id = buf.into_id();
+        self.free_id(id);
+    }
+
+    pub(crate) fn free_id(&mut self, id: BufId) {
+        debug_assert!(id.0 < self.count);
+        debug_assert!(!self.free.contains(&id.0) || self.free.len() > 4096, "double free");
+        self.free.push(id.0);
+    }
+
+    /// The filled bytes of `buf`.
+    pub fn data(&self, buf: &Buf) -> &[u8] {
+        let m = self.meta[buf.id.0 as usize];
+        &self.bytes(buf.id)[m.start as usize..m.end as usize]
+    }
+
+    /// The unfilled space after the data of `buf`, to write into before
+    /// [`Pool::fill`].
+    pub fn spare_mut(&mut self, buf: &Buf) -> &mut [u8] {
+        let end = self.meta[buf.id.0 as usize].end as usize;
+        &mut self.bytes_mut(buf.id)[end..]
+    }
+
+    /// Marks `n` more bytes of `buf` as filled (after writing them through
+    /// [`Pool::spare_mut`], or after the kernel wrote them).
+    ///
+    /// # Panics
+    /// If the buffer has less than `n` bytes of spare room.
+    pub fn fill(&mut self, buf: &Buf, n: usize) {
+        let m = &mut self.meta[buf.id.0 as usize];
+        assert!(m.end as usize + n <= self.buf_size as usize, "fill past the end of a buffer");
+        m.end += n as u32;
+    }
+
+    /// Sets the filled range of a buffer the kernel has just written into.
+    pub(crate) fn set_filled(&mut self, id: BufId, start: usize, end: usize) {
+        debug_assert!(start <= end && end <= self.buf_size as usize);
+        self.meta[id.0 as usize] = Meta { start: start as u32, end: end as u32, next: NIL };
+    }
+
+    pub(crate) fn meta(&self, id: u32) -> Meta {
+        self.meta[id as usize]
+    }
+
+    pub(crate) fn meta_mut(&mut self, id: u32) -> &mut Meta {
+        &mut self.meta[id as usize]
+    }
+
+    /// The whole buffer `id`.
+    pub(crate) fn bytes(&self, id: BufId) -> &[u8] {
+        // SAFETY: `id < count` (ids only come from this pool), so the range
+        // lies inside the mapping; the mapping lives as long as `self`, and a
+        // shared borrow of the pool excludes writers through `bytes_mut`.
+        // Buffers lent to the kernel are never read here: their handles are
+        // held by the driver, not by callers of `data`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
+                self.buf_size as usize,
+            )
+        }
+    }
+
+    pub(crate) fn bytes_mut(&mut self, id: BufId) -> &mut [u8] {
+        // SAFETY: as in `bytes`; the exclusive borrow of the pool makes this
+        // the only reference into the mapping.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
+                self.buf_size as usize,
+            )
+        }
+    }
+
+    /// The address of buffer `id`, for handing to the kernel.
+    pub(crate) fn raw_ptr(&self, id: BufId) -> *mut u8 {
+        debug_assert!(id.0 < self.count);
+        // SAFETY: `id < count`, so the offset stays inside the mapping.
+        unsafe { self.base.as_ptr().add(id.0 as usize * self.buf_size as usize) }
+    }
+
+    /// Start of the mapping and its length, for registering with io_uring.
+    pub(crate) fn region(&self) -> (*mut u8, usize) {
+        (self.base.as_ptr(), self.buf_size as usize * self.count as usize)
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("buf_size", &self.buf_size)
+            .field("capacity", &self.count)
+            .field("available", &self.free.len())
+            .finish()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let (ptr, len) = self.region();
+        // SAFETY: the region came from `mmap_anonymous` in `new`; the pool is
+        // being dropped, so no `&[u8]` into it survives, and drivers drop their
+        // ring (cancelling kernel use) before the pool they own.
+        unsafe { sys::munmap(NonNull::new_unchecked(ptr), len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn pool(size: usize, count: u32) -> Pool {
+        Pool::new(NonZeroUsize::new(size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn alloc_until_exhausted_then_reuse_lifo() {
+        let mut p = pool(64, 3);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        let c = p.alloc().unwrap();
+        assert!(p.alloc().is_none());
+        assert_eq!(p.in_use(), 3);
+        let b_id = b.id();
+        p.free(b);
+        let again = p.alloc().unwrap();
+        assert_eq!(again.id(), b_id, "the most recently freed buffer is reused first");
+        for buf in [a, again, c] {
+            p.free(buf);
+        }
+        assert_eq!(p.available(), 3);
+    }
+
+    #[test]
+    fn fill_and_read_back_without_crosstalk() {
+        let mut p = pool(8, 2);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        p.spare_mut(&a)[..3].copy_from_slice(b"abc");
+        p.fill(&a, 3);
+        p.spare_mut(&b).copy_from_slice(b"01234567");
+        p.fill(&b, 8);
+        assert_eq!(p.data(&a), b"abc");
+        assert_eq!(p.data(&b), b"01234567");
+        assert!(p.spare_mut(&b).is_empty());
+        p.free(a);
+        p.free(b);
+    }
+
+    #[test]
+    fn rejects_oversized_pools() {
+        let err = Pool::new(NonZeroUsize::new(64).unwrap(), NonZeroU32::new(70_000).unwrap());
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}
+
+impl Pool {
+    /// Copies `src_range` of buffer `src` to offset `dst_at` of buffer `dst`.
+    pub(crate) fn copy_between(&mut self, src: BufId, src_range: std::ops::Range<usize>, dst: BufId, dst_at: usize) {
+        assert!(src != dst, "copy_between needs two different buffers");
+        assert!(src_range.end <= self.buf_size as usize && dst_at + src_range.len() <= self.buf_size as usize);
+        let from = self.raw_ptr(src);
+        let to = self.raw_ptr(dst);
+        // SAFETY: both ranges lie inside their own buffer (asserted above) and
+        // two different buffers never overlap; `&mut self` excludes any other
+        // reference into the mapping during the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(from.add(src_range.start), to.add(dst_at), src_range.len())
+        };
+    }
+}

@@ -1,0 +1,179 @@
+//! Raw system calls, each wrapped once so the rest of the crate sees `io::Result`.
+//!
+//! This is the only place besides the drivers' kernel-memory code where `libc`
+//! is called. `EINTR` is *not* retried here: the driver that waits decides
+//! (a wait interrupted by a signal is simply an empty turn).
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Calls a libc function and turns `-1` into `io::Error::last_os_error()`.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: the caller passes arguments that satisfy the system call's
+        // contract; each call site states how below.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Creates a non-blocking, close-on-exec eventfd with a zero counter.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // eventfd takes no pointers; flags are valid constants.
+    let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+    // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd counter. `EAGAIN` (counter saturated) already means
+/// "a wake-up is pending", so it counts as success.
+pub(crate) fn eventfd_signal(fd: RawFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // `one` lives across the call and is 8 bytes, as eventfd requires.
+    match syscall!(write(fd, (&one as *const u64).cast(), 8)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resets an eventfd counter to zero (non-blocking read).
+pub(crate) fn eventfd_drain(fd: RawFd) {
+    let mut value: u64 = 0;
+    // `value` is a writable 8-byte location for the duration of the call.
+    let _ = syscall!(read(fd, (&mut value as *mut u64).cast(), 8));
+}
+
+/// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`, returning the peer address.
+pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+    // SAFETY: an all-zero sockaddr_storage is a valid (empty) value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // `storage` and `len` are valid for writes and `len` holds the storage size.
+    let fd = syscall!(accept4(
+        listener,
+        (&mut storage as *mut libc::sockaddr_storage).cast(),
+        &mut len,
+        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+    ))?;
+    // SAFETY: accept4 returned a fresh descriptor that nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((fd, sockaddr_to_std(&storage)))
+}
+
+/// The peer address of a connected socket.
+pub(crate) fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    // SAFETY: an all-zero sockaddr_storage is a valid (empty) value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // `storage` and `len` are valid for writes and `len` holds the storage size.
+    syscall!(getpeername(
+        fd.as_raw_fd(),
+        (&mut storage as *mut libc::sockaddr_storage).cast(),
+        &mut len
+    ))
+    .ok()?;
+    sockaddr_to_std(&storage)
+}
+
+fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, which is
+            // smaller than sockaddr_storage and has a compatible alignment.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// `recv` into `buf`; `Ok(0)` is end of stream.
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)).map(|n| n as usize)
+}
+
+/// `writev` over iovecs that the caller keeps alive and unmodified for the call.
+///
+/// `MSG_NOSIGNAL` semantics come from `sendmsg`: a peer that vanished gives
+/// `EPIPE` instead of killing the process with `SIGPIPE`.
+pub(crate) fn sendmsg(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // `msg` points at `iov`, whose entries point at live pool memory (the
+    // caller's contract); the kernel only reads through them.
+    syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)).map(|n| n as usize)
+}
+
+/// `shutdown(fd, SHUT_WR)`: sends FIN after queued data.
+pub(crate) fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    syscall!(shutdown(fd, libc::SHUT_WR)).map(drop)
+}
+
+/// Anonymous private mapping, lazily backed by the kernel (untouched pages
+/// cost no RSS), page aligned.
+pub(crate) fn mmap_anonymous(len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a NULL hint with MAP_PRIVATE|MAP_ANONYMOUS maps fresh memory
+    // that aliases nothing; we check MAP_FAILED below.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    std::ptr::NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
+/// Unmaps a region from [`mmap_anonymous`].
+///
+/// # Safety
+/// `ptr`/`len` must come from one successful `mmap_anonymous` call, and no
+/// reference into the region (nor any kernel operation on it) may outlive this.
+pub(crate) unsafe fn munmap(ptr: std::ptr::NonNull<u8>, len: usize) {
+    // SAFETY: the caller guarantees the region is ours and no longer used.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// A socket's pending error (`SO_ERROR`), cleared by reading it.
+pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // `err` and `len` are valid for writes; `len` holds sizeof(int).
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut err as *mut libc::c_int).cast(),
+        &mut len
+    ))
+    .ok()?;
+    (err != 0).then(|| io::Error::from_raw_os_error(err))
+}

@@ -1,0 +1,1 @@
+//! Benchmarks: load generator and backend comparison (see docs/benchmarking.md).

@@ -1,0 +1,1 @@
+//! Protocol modules shared by the example servers.
