@@ -9,6 +9,7 @@
 //! * [`epoll`] — the edge-triggered epoll driver.
 //! * [`uring`] — the io_uring driver.
 //! * [`net`] — listener set-up shared by both.
+//! * [`thread`] — CPU pinning for per-core workers.
 //!
 //! All of pollring's `unsafe` lives in this crate, next to the kernel
 //! interface that needs it.
@@ -19,6 +20,7 @@ pub mod buf;
 pub mod driver;
 pub mod epoll;
 pub mod net;
+pub mod thread;
 mod sys;
 pub mod uring;
 

@@ -162,18 +162,17 @@ pub(crate) unsafe fn munmap(ptr: std::ptr::NonNull<u8>, len: usize) {
     unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }
 
-/// A socket's pending error (`SO_ERROR`), cleared by reading it.
-pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // `err` and `len` are valid for writes; `len` holds sizeof(int).
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_ERROR,
-        (&mut err as *mut libc::c_int).cast(),
-        &mut len
-    ))
-    .ok()?;
-    (err != 0).then(|| io::Error::from_raw_os_error(err))
+
+/// The running kernel's `(major, minor)` version, from `uname(2)`.
+pub(crate) fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: an all-zero utsname is a valid value (arrays of zero bytes).
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // `uts` is valid for writes for the whole call.
+    syscall!(uname(&mut uts)).ok()?;
+    let release: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let release = std::str::from_utf8(&release).ok()?;
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }

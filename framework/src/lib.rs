@@ -1,1 +1,53 @@
-//! pollring
+//! pollring: a thread-per-core server framework over epoll or io_uring.
+//!
+//! Implement [`Handler`] for a protocol; pollring runs one instance per
+//! worker thread, each worker with its own `SO_REUSEPORT` listener, I/O
+//! driver, buffer pool and connection table. The backend — edge-triggered
+//! epoll or io_uring — is a [`Config`] switch read once at start-up.
+//!
+//! # Quick start
+//! ```no_run
+//! use pollring::{Config, Cx, Handler, Server};
+//!
+//! /// Answers every line with its length.
+//! struct LineLen;
+//!
+//! impl Handler for LineLen {
+//!     type Conn = ();
+//!     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+//!     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+//!         while let Some(end) = cx.input().find(0, b'\n') {
+//!             cx.consume(end + 1);
+//!             cx.write(format!("{end}\n").as_bytes());
+//!         }
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), pollring::Error> {
+//!     let server = Server::bind("127.0.0.1:7000", Config::from_env()?)?;
+//!     server.run(|_worker| LineLen) // until SIGINT/SIGTERM
+//! }
+//! ```
+//!
+//! Read on: [`Handler`] (the callbacks), [`Cx`] (reading and writing),
+//! [`Config`] (every knob), and `docs/architecture.md` in the repository.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod conn;
+mod error;
+mod handler;
+mod server;
+mod timer;
+mod worker;
+
+pub use config::{Backend, Config, ConfigBuilder, EpollConfig, ParseBackendError, UringConfig};
+pub use conn::{Cx, Input, WorkerCx};
+pub use error::{Error, Result, UringError};
+pub use handler::{CloseReason, Handler};
+pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
+
+/// The pieces of the backends crate a handler may need.
+pub use pollring_backends::{buf::Chunks, Token};

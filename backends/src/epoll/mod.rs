@@ -1,1 +1,562 @@
-//! placeholder
+//! The edge-triggered epoll driver.
+//!
+//! epoll reports readiness; this driver turns it into completions so the
+//! worker sees the same [`Event`]s as with io_uring:
+//!
+//! * **Receiving.** A socket that turns readable is read until the kernel has
+//!   nothing more, each `recv` into a fresh pool buffer delivered as
+//!   [`Event::Recv`]. Edge-triggered epoll will not report the socket again
+//!   until new data arrives, so the driver itself remembers a socket it left
+//!   readable: when the per-turn budget ([`EpollConfig::recv_budget`]) runs
+//!   out, or the pool runs low, or receiving is paused, the connection stays
+//!   marked *ready* and is read again at a later turn. A `recv` that returns
+//!   less than a full buffer has emptied the socket's receive queue, so the
+//!   final `recv` that would only say `EAGAIN` is skipped: any later byte is
+//!   a new edge.
+//! * **Sending.** [`Driver::send`] queues; the next turn writes each
+//!   connection's queue with one `sendmsg` (an iovec per buffer). `EPOLLOUT`
+//!   is watched only while a write left data behind.
+//! * **Accepting** drains the backlog each time a listener turns readable;
+//!   when the process runs out of descriptors, accepting backs off for
+//!   [`EpollConfig::accept_backoff`] and then retries on its own.
+//!
+//! One turn is: emit owed `Closed` events → flush queued output → one
+//! `epoll_wait` (zero timeout when there is already work) → reap.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::buf::{Chain, Pool};
+use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
+use crate::sys::{self, syscall};
+
+/// Switches of the epoll driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EpollConfig {
+    /// Readiness events fetched per `epoll_wait`.
+    pub max_events: usize,
+    /// `recv` calls per connection per turn before others get their turn.
+    pub recv_budget: usize,
+    /// Buffers kept out of the receive path so writes can still get one.
+    pub recv_reserve: usize,
+    /// Pause of accepting after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`.
+    pub accept_backoff: Duration,
+}
+
+impl Default for EpollConfig {
+    fn default() -> Self {
+        EpollConfig {
+            max_events: 256,
+            recv_budget: 16,
+            recv_reserve: 64,
+            accept_backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+/// epoll `data` of the waker's eventfd.
+const WAKER_KEY: u64 = u64::MAX;
+/// Bit set in the epoll `data` of listeners (connection tokens keep it clear).
+const LISTENER_BIT: u64 = 1 << 63;
+/// iovecs per `sendmsg` (the rest goes in the next call of the same flush).
+const MAX_IOV: usize = 64;
+
+const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+struct Conn {
+    fd: OwnedFd,
+    token: Token,
+    out: Chain,
+    /// The socket may hold unread data (an edge we have not consumed).
+    readable: bool,
+    /// The peer half-closed and we have seen `RDHUP`: read until 0.
+    rdhup: bool,
+    paused: bool,
+    /// End of stream delivered; no more reading.
+    eof: bool,
+    /// In `self.flush` for the next turn.
+    queued: bool,
+    /// In `self.ready` for the next turn.
+    in_ready: bool,
+    /// `EPOLLOUT` is in the interest set.
+    want_out: bool,
+    /// Send FIN once `out` is empty.
+    shutdown: bool,
+    /// `close` was called; `Closed` is owed.
+    closing: bool,
+}
+
+struct Listener {
+    socket: TcpListener,
+    /// Accepting failed for lack of resources; retry at this instant.
+    retry_at: Option<Instant>,
+}
+
+/// The edge-triggered epoll driver. See the [module docs](self).
+pub struct Epoll {
+    epfd: OwnedFd,
+    wake_fd: Arc<OwnedFd>,
+    config: EpollConfig,
+    events: Vec<libc::epoll_event>,
+    conns: Slab<Conn>,
+    /// Generation per slab slot, bumped on reuse.
+    generations: Vec<u32>,
+    listeners: Slab<Listener>,
+    /// Connections with output queued since the last flush.
+    flush: Vec<Token>,
+    /// Connections left readable (budget spent, pool low) to read next turn.
+    ready: Vec<Token>,
+    /// Scratch for `ready` while it is being worked through.
+    ready_now: Vec<Token>,
+    /// Connections closed since the last turn: `Closed` is owed.
+    closed: Vec<Token>,
+    iov: Vec<libc::iovec>,
+    stats: DriverStats,
+    pool: Pool,
+}
+
+// SAFETY: the iovecs in `iov` hold raw pointers into `pool`, which moves
+// with the driver; they are rebuilt before every use, never dereferenced
+// across threads, and the driver is used from one thread at a time.
+unsafe impl Send for Epoll {}
+
+impl std::fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoll")
+            .field("connections", &self.conns.len())
+            .field("listeners", &self.listeners.len())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl Epoll {
+    /// Creates the epoll instance and its waker, taking ownership of `pool`.
+    ///
+    /// # Errors
+    /// The error of `epoll_create1`, `eventfd` or `epoll_ctl`.
+    pub fn new(pool: Pool, config: &EpollConfig) -> io::Result<Epoll> {
+        let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 just returned this descriptor; nobody else owns it.
+        let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
+        let wake_fd = Arc::new(sys::eventfd()?);
+        ctl(&epfd, libc::EPOLL_CTL_ADD, wake_fd.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, WAKER_KEY)?;
+        Ok(Epoll {
+            epfd,
+            wake_fd,
+            events: Vec::with_capacity(config.max_events.max(1)),
+            config: config.clone(),
+            conns: Slab::new(),
+            generations: Vec::new(),
+            listeners: Slab::new(),
+            flush: Vec::new(),
+            ready: Vec::new(),
+            ready_now: Vec::new(),
+            closed: Vec::new(),
+            iov: Vec::with_capacity(MAX_IOV),
+            stats: DriverStats::default(),
+            pool,
+        })
+    }
+
+    fn conn(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns.get_mut(token.index()).filter(|c| c.token == token)
+    }
+
+    /// Reads a ready connection until drained, out of budget or out of buffers.
+    fn recv(&mut self, token: Token, out: &mut Vec<Event>) {
+        let budget = self.config.recv_budget.max(1);
+        let reserve = self.config.recv_reserve;
+        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token) else {
+            return;
+        };
+        if conn.paused || conn.closing || conn.eof || !conn.readable {
+            return;
+        }
+        for _ in 0..budget {
+            if self.pool.available() <= reserve {
+                break; // Starved: stays readable, retried when buffers return.
+            }
+            let Some(buf) = self.pool.alloc() else { break };
+            self.stats.syscalls += 1;
+            match sys::recv(conn.fd.as_raw_fd(), self.pool.spare_mut(&buf)) {
+                Ok(0) => {
+                    self.pool.free(buf);
+                    conn.readable = false;
+                    conn.eof = true;
+                    out.push(Event::Eof { token });
+                    return;
+                }
+                Ok(n) => {
+                    self.pool.fill(&buf, n);
+                    out.push(Event::Recv { token, buf });
+                    if n < self.pool.buf_size() && !conn.rdhup {
+                        // A short read emptied the receive queue: the next
+                        // byte to arrive is a new edge.
+                        conn.readable = false;
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.pool.free(buf);
+                    conn.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.pool.free(buf),
+                Err(error) => {
+                    self.pool.free(buf);
+                    conn.readable = false;
+                    out.push(Event::Error { token, error });
+                    return;
+                }
+            }
+        }
+        // Budget spent or pool low with data still waiting: ET will not tell
+        // us again, so remember it ourselves.
+        if !conn.in_ready {
+            conn.in_ready = true;
+            self.ready.push(token);
+        }
+    }
+
+    /// Writes a connection's queued output: `sendmsg` until done or the
+    /// socket is full.
+    fn flush(&mut self, token: Token, out: &mut Vec<Event>) {
+        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token) else {
+            return;
+        };
+        conn.queued = false;
+        if conn.closing {
+            return;
+        }
+        while !conn.out.is_empty() {
+            self.iov.clear();
+            let mut total = 0;
+            for (id, start, end) in conn.out.segments(&self.pool).take(MAX_IOV) {
+                // SAFETY: `start..end` lies inside buffer `id` of the pool
+                // (chain invariant), so the pointer is in bounds.
+                let base = unsafe { self.pool.raw_ptr(id).add(start as usize) };
+                self.iov.push(libc::iovec { iov_base: base.cast(), iov_len: (end - start) as usize });
+                total += (end - start) as usize;
+            }
+            self.stats.syscalls += 1;
+            match sys::sendmsg(conn.fd.as_raw_fd(), &self.iov) {
+                Ok(n) => {
+                    conn.out.consume(&mut self.pool, n);
+                    out.push(Event::Sent { token, bytes: n });
+                    if n < total {
+                        break; // Socket buffer full: wait for EPOLLOUT.
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    conn.out.clear(&mut self.pool);
+                    out.push(Event::Error { token, error });
+                    break;
+                }
+            }
+        }
+        let want_out = !conn.out.is_empty();
+        if want_out != conn.want_out {
+            let events = if want_out { CONN_EVENTS | libc::EPOLLOUT as u32 } else { CONN_EVENTS };
+            self.stats.syscalls += 1;
+            if let Err(error) = ctl(&self.epfd, libc::EPOLL_CTL_MOD, conn.fd.as_raw_fd(), events, token.as_u64()) {
+                out.push(Event::Error { token, error });
+            }
+            conn.want_out = want_out;
+        }
+        if !want_out && conn.shutdown {
+            conn.shutdown = false;
+            self.stats.syscalls += 1;
+            if let Err(error) = sys::shutdown_write(conn.fd.as_raw_fd()) {
+                out.push(Event::Error { token, error });
+            }
+        }
+    }
+
+    /// Accepts until the backlog is empty.
+    fn accept(&mut self, key: usize, out: &mut Vec<Event>) {
+        let Some(listener) = self.listeners.get_mut(key) else { return };
+        listener.retry_at = None;
+        let id = ListenerId(key as u32);
+        loop {
+            self.stats.syscalls += 1;
+            match sys::accept(listener.socket.as_raw_fd()) {
+                Ok((fd, peer)) => out.push(Event::Accepted { listener: id, fd, peer }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_transient_accept_error(&e) => {
+                    // The pending connection is still in the backlog; ET
+                    // will not report it again, so retry after a pause.
+                    listener.retry_at = Some(Instant::now() + self.config.accept_backoff);
+                    out.push(Event::AcceptError { listener: id, error: e });
+                    return;
+                }
+                Err(error) => {
+                    // ECONNABORTED and friends concern one connection only.
+                    tracing::debug!(%error, "accept failed for one connection");
+                }
+            }
+        }
+    }
+
+    /// The earliest accept retry, if any listener is backing off.
+    fn next_accept_retry(&self) -> Option<Instant> {
+        self.listeners.iter().filter_map(|(_, l)| l.retry_at).min()
+    }
+
+    #[cold]
+    fn retry_accepts(&mut self, now: Instant, out: &mut Vec<Event>) {
+        let due: Vec<usize> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.retry_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            self.accept(key, out);
+        }
+    }
+
+    fn dispatch(&mut self, ev: libc::epoll_event, out: &mut Vec<Event>) {
+        let key = ev.u64;
+        let flags = ev.events;
+        if key == WAKER_KEY {
+            self.stats.syscalls += 1;
+            sys::eventfd_drain(self.wake_fd.as_raw_fd());
+            out.push(Event::Wake);
+            return;
+        }
+        if key & LISTENER_BIT != 0 {
+            self.accept((key & !LISTENER_BIT) as usize, out);
+            return;
+        }
+        let token = token_from_key(key);
+        let Some(conn) = self.conn(token) else { return };
+        if flags & libc::EPOLLOUT as u32 != 0 && !conn.queued {
+            self.flush(token, out);
+        }
+        let Some(conn) = self.conn(token) else { return };
+        let read_flags = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if flags & read_flags != 0 {
+            conn.readable = true;
+            conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+            self.recv(token, out);
+        }
+    }
+}
+
+fn token_from_key(key: u64) -> Token {
+    Token::new((key & 0xffff_ffff) as u32, (key >> 32) as u32)
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+fn ctl(epfd: &OwnedFd, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: key };
+    // `ev` is a valid epoll_event for the duration of the call; both
+    // descriptors are open (borrowed from owned values by the caller).
+    syscall!(epoll_ctl(epfd.as_raw_fd(), op, fd, &mut ev)).map(drop)
+}
+
+impl Driver for Epoll {
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn pool_mut(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+
+    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
+        let entry = self.listeners.vacant_entry();
+        let key = entry.key();
+        ctl(&self.epfd, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, LISTENER_BIT | key as u64)?;
+        entry.insert(Listener { socket: listener, retry_at: None });
+        Ok(ListenerId(key as u32))
+    }
+
+    fn unlisten(&mut self, listener: ListenerId) {
+        if let Some(l) = self.listeners.try_remove(listener.0 as usize) {
+            let _ = ctl(&self.epfd, libc::EPOLL_CTL_DEL, l.socket.as_raw_fd(), 0, 0);
+        }
+    }
+
+    fn add(&mut self, fd: OwnedFd) -> io::Result<Token> {
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        if self.generations.len() <= index {
+            self.generations.resize(index + 1, 0);
+        }
+        // 31 bits of generation keep LISTENER_BIT clear in the epoll key.
+        let generation = (self.generations[index] + 1) & 0x7fff_ffff;
+        self.generations[index] = generation;
+        let token = Token::new(index as u32, generation);
+        self.stats.syscalls += 1;
+        ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), CONN_EVENTS, token.as_u64())?;
+        entry.insert(Conn {
+            fd,
+            token,
+            out: Chain::new(),
+            readable: false,
+            rdhup: false,
+            paused: false,
+            eof: false,
+            queued: false,
+            in_ready: false,
+            want_out: false,
+            shutdown: false,
+            closing: false,
+        });
+        Ok(token)
+    }
+
+    fn send(&mut self, token: Token, data: Chain) {
+        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing) else {
+            let mut data = data;
+            data.clear(&mut self.pool);
+            return;
+        };
+        conn.out.append(&mut self.pool, data);
+        if !conn.queued && !conn.want_out {
+            conn.queued = true;
+            self.flush.push(token);
+        }
+    }
+
+    fn shutdown_write(&mut self, token: Token) {
+        let Some(conn) = self.conn(token) else { return };
+        conn.shutdown = true;
+        if !conn.queued && !conn.want_out {
+            conn.queued = true;
+            self.flush.push(token);
+        }
+    }
+
+    fn pause_recv(&mut self, token: Token) {
+        if let Some(conn) = self.conn(token) {
+            conn.paused = true;
+        }
+    }
+
+    fn resume_recv(&mut self, token: Token) {
+        let Some(conn) = self.conn(token) else { return };
+        conn.paused = false;
+        if conn.readable && !conn.in_ready {
+            conn.in_ready = true;
+            self.ready.push(token);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing) else {
+            return;
+        };
+        conn.closing = true;
+        conn.out.clear(&mut self.pool);
+        // The descriptor closes at the start of the next turn, before any
+        // wait, so no readiness is reported for it any more. The slot stays
+        // taken until `Closed` is delivered: the token is not reused under
+        // the caller's feet.
+        self.closed.push(token);
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.wake_fd.clone())
+    }
+
+    fn turn(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
+        self.stats.turns += 1;
+        // 1. `Closed` owed from the last turn; the descriptor closes here.
+        for token in self.closed.drain(..) {
+            if let Some(mut conn) = self.conns.try_remove(token.index()) {
+                conn.out.clear(&mut self.pool);
+                self.stats.syscalls += 1;
+            }
+            out.push(Event::Closed { token });
+        }
+        // 2. Flush output queued since the last turn.
+        let mut flush = std::mem::take(&mut self.flush);
+        for token in flush.drain(..) {
+            self.flush(token, out);
+        }
+        self.flush = flush;
+        // 3. Wait once, not at all if work is already waiting.
+        let carry = !self.ready.is_empty() && self.pool.available() > self.config.recv_reserve;
+        let mut timeout = if carry || !out.is_empty() { Some(Duration::ZERO) } else { timeout };
+        let retry = self.next_accept_retry();
+        if let Some(at) = retry {
+            let until = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(until, |t| t.min(until)));
+        }
+        let n = self.wait(timeout)?;
+        // 4. Reap: every ready socket, then the ones left ready before.
+        for i in 0..n {
+            let ev = self.events[i];
+            self.dispatch(ev, out);
+        }
+        if carry {
+            std::mem::swap(&mut self.ready, &mut self.ready_now);
+            let mut now = std::mem::take(&mut self.ready_now);
+            for token in now.drain(..) {
+                if let Some(conn) = self.conn(token) {
+                    conn.in_ready = false;
+                    self.recv(token, out);
+                }
+            }
+            self.ready_now = now;
+        }
+        if retry.is_some() {
+            self.retry_accepts(Instant::now(), out);
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> DriverStats {
+        self.stats
+    }
+}
+
+impl Epoll {
+    /// One `epoll_wait`; `EINTR` is an empty wait.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let ms = match timeout {
+            None => -1,
+            // Round up so a short timer never turns into a busy loop.
+            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+        };
+        self.stats.syscalls += 1;
+        let cap = self.events.capacity();
+        // The kernel writes at most `cap` events into the vector's spare
+        // capacity, which is valid for that many writes.
+        match syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap as i32, ms)) {
+            Ok(n) => {
+                // SAFETY: epoll_wait initialised the first `n <= cap` entries.
+                unsafe { self.events.set_len(n as usize) };
+                Ok(n as usize)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.events.clear();
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        for (_, conn) in self.conns.iter_mut() {
+            conn.out.clear(&mut self.pool);
+        }
+    }
+}

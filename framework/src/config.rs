@@ -1,0 +1,314 @@
+//! Server configuration: built in code or from `POLLRING_*` variables.
+
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use pollring_backends::epoll::EpollConfig;
+pub use pollring_backends::uring::UringConfig;
+
+use crate::error::{Error, Result};
+
+/// Which I/O backend the workers run on. Chosen once at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Edge-triggered epoll: readiness turned into completions by the driver.
+    Epoll,
+    /// io_uring: multishot accept and receive, provided buffer ring.
+    Uring,
+    /// io_uring if this kernel and sandbox allow it, else epoll (with a warning).
+    #[default]
+    Auto,
+}
+
+impl Backend {
+    /// The name used by `--backend` and `POLLRING_BACKEND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--backend` / `POLLRING_BACKEND` value that is none of `epoll`, `uring`, `auto`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend {0:?}: expected epoll, uring or auto")]
+pub struct ParseBackendError(String);
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+
+    fn from_str(s: &str) -> Result<Backend, ParseBackendError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "epoll" => Ok(Backend::Epoll),
+            "uring" | "io_uring" | "io-uring" => Ok(Backend::Uring),
+            "auto" => Ok(Backend::Auto),
+            _ => Err(ParseBackendError(s.to_owned())),
+        }
+    }
+}
+
+/// A validated server configuration. Build it with [`Config::builder`] or
+/// [`Config::from_env`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use pollring::{Backend, Config};
+/// let config = Config::builder()
+///     .backend(Backend::Epoll)
+///     .workers(2)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .build()?;
+/// assert_eq!(config.workers.get(), 2);
+/// # Ok::<(), pollring::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The I/O backend.
+    pub backend: Backend,
+    /// Worker threads, each with its own listener, driver and pool.
+    pub workers: NonZeroUsize,
+    /// Pin worker `i` to the `i`-th allowed CPU.
+    pub pin_cpus: bool,
+    /// Size of each pool buffer in bytes.
+    pub buf_size: NonZeroUsize,
+    /// Buffers per worker pool (at most 65,536).
+    pub buf_count: NonZeroU32,
+    /// Open connections allowed in all, split evenly over the workers;
+    /// connections over the limit are accepted and closed at once.
+    pub max_connections: usize,
+    /// Close a connection after this long with nothing received or sent.
+    pub idle_timeout: Option<Duration>,
+    /// Output bytes queued for one connection at which receiving pauses.
+    pub high_water: usize,
+    /// Output bytes queued under which receiving resumes.
+    pub low_water: usize,
+    /// `listen` backlog of each worker's socket.
+    pub backlog: i32,
+    /// How long graceful shutdown waits for output to drain.
+    pub shutdown_grace: Duration,
+    /// Switches of the epoll backend.
+    pub epoll: EpollConfig,
+    /// Switches of the io_uring backend.
+    pub uring: UringConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: Backend::Auto,
+            workers: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            pin_cpus: false,
+            buf_size: NonZeroUsize::new(16 * 1024).expect("non-zero"),
+            buf_count: NonZeroU32::new(4096).expect("non-zero"),
+            max_connections: 100_000,
+            idle_timeout: Some(Duration::from_secs(60)),
+            high_water: 1024 * 1024,
+            low_water: 256 * 1024,
+            backlog: 1024,
+            shutdown_grace: Duration::from_secs(5),
+            epoll: EpollConfig::default(),
+            uring: UringConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder { config: Config::default() }
+    }
+
+    /// The defaults, overridden by any `POLLRING_*` variable that is set:
+    /// `POLLRING_BACKEND` (epoll|uring|auto), `POLLRING_WORKERS`,
+    /// `POLLRING_PIN_CPUS` (0|1), `POLLRING_BUF_SIZE`, `POLLRING_BUF_COUNT`,
+    /// `POLLRING_MAX_CONNECTIONS`, `POLLRING_IDLE_TIMEOUT_MS` (0: none),
+    /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
+    /// `POLLRING_SHUTDOWN_GRACE_MS`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable that does not parse, or a
+    /// combination that does not validate.
+    pub fn from_env() -> Result<Config> {
+        ConfigBuilder::from_env()?.build()
+    }
+}
+
+/// Builds a [`Config`]; [`ConfigBuilder::build`] validates it.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => |$c:ident, $v:ident| $set:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $v: $ty) -> Self {
+                let $c = &mut self.config;
+                $set;
+                self
+            }
+        )*
+    };
+}
+
+impl ConfigBuilder {
+    setters! {
+        /// The I/O backend.
+        backend: Backend => |c, v| c.backend = v;
+        /// Worker threads (0 means one per allowed CPU).
+        workers: usize => |c, v| c.workers = NonZeroUsize::new(v).unwrap_or(Config::default().workers);
+        /// Pin each worker to its own CPU.
+        pin_cpus: bool => |c, v| c.pin_cpus = v;
+        /// Size of each pool buffer in bytes.
+        buf_size: usize => |c, v| c.buf_size = NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN);
+        /// Buffers per worker pool.
+        buf_count: u32 => |c, v| c.buf_count = NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        /// Open connections allowed in all.
+        max_connections: usize => |c, v| c.max_connections = v;
+        /// Idle timeout (`None`: never).
+        idle_timeout: Option<Duration> => |c, v| c.idle_timeout = v;
+        /// Queued output at which receiving pauses.
+        high_water: usize => |c, v| c.high_water = v;
+        /// Queued output under which receiving resumes.
+        low_water: usize => |c, v| c.low_water = v;
+        /// `listen` backlog.
+        backlog: i32 => |c, v| c.backlog = v;
+        /// Grace period of a graceful shutdown.
+        shutdown_grace: Duration => |c, v| c.shutdown_grace = v;
+        /// Switches of the epoll backend.
+        epoll: EpollConfig => |c, v| c.epoll = v;
+        /// Switches of the io_uring backend.
+        uring: UringConfig => |c, v| c.uring = v;
+    }
+
+    /// A builder seeded with [`Config::from_env`]'s variables, to which
+    /// code (or command-line flags) can add.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a variable that does not parse.
+    pub fn from_env() -> Result<ConfigBuilder> {
+        let mut b = Config::builder();
+        if let Some(v) = env_var("POLLRING_BACKEND")? {
+            b = b.backend(v);
+        }
+        if let Some(v) = env_var("POLLRING_WORKERS")? {
+            b = b.workers(v);
+        }
+        if let Some(v) = env_var::<u8>("POLLRING_PIN_CPUS")? {
+            b = b.pin_cpus(v != 0);
+        }
+        if let Some(v) = env_var("POLLRING_BUF_SIZE")? {
+            b = b.buf_size(v);
+        }
+        if let Some(v) = env_var("POLLRING_BUF_COUNT")? {
+            b = b.buf_count(v);
+        }
+        if let Some(v) = env_var("POLLRING_MAX_CONNECTIONS")? {
+            b = b.max_connections(v);
+        }
+        if let Some(ms) = env_var::<u64>("POLLRING_IDLE_TIMEOUT_MS")? {
+            b = b.idle_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(v) = env_var("POLLRING_HIGH_WATER")? {
+            b = b.high_water(v);
+        }
+        if let Some(v) = env_var("POLLRING_LOW_WATER")? {
+            b = b.low_water(v);
+        }
+        if let Some(v) = env_var("POLLRING_BACKLOG")? {
+            b = b.backlog(v);
+        }
+        if let Some(ms) = env_var("POLLRING_SHUTDOWN_GRACE_MS")? {
+            b = b.shutdown_grace(Duration::from_millis(ms));
+        }
+        Ok(b)
+    }
+
+    /// Checks the combination and returns the config.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying which value is wrong and why.
+    pub fn build(self) -> Result<Config> {
+        let c = self.config;
+        let fail = |msg: String| Err(Error::Config(msg));
+        if c.buf_count.get() > 65_536 {
+            return fail(format!("buf_count {} exceeds 65536", c.buf_count));
+        }
+        if c.buf_size.get() > 1 << 30 {
+            return fail(format!("buf_size {} exceeds 1 GiB", c.buf_size));
+        }
+        if c.low_water >= c.high_water {
+            return fail(format!(
+                "low_water ({}) must be below high_water ({})",
+                c.low_water, c.high_water
+            ));
+        }
+        if c.max_connections == 0 {
+            return fail("max_connections must be at least 1".into());
+        }
+        if c.backlog <= 0 {
+            return fail(format!("backlog must be positive, not {}", c.backlog));
+        }
+        if c.idle_timeout == Some(Duration::ZERO) {
+            return fail("idle_timeout of zero: use None for no timeout".into());
+        }
+        Ok(c)
+    }
+}
+
+fn env_var<T: FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::Config(format!("{name}={v:?}: {e}"))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(Error::Config(format!("{name}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_round_trip() {
+        for b in [Backend::Epoll, Backend::Uring, Backend::Auto] {
+            assert_eq!(b.as_str().parse::<Backend>().unwrap(), b);
+        }
+        assert_eq!("io_uring".parse::<Backend>().unwrap(), Backend::Uring);
+        let err = "kqueue".parse::<Backend>().unwrap_err();
+        assert!(err.to_string().contains("expected epoll, uring or auto"));
+    }
+
+    #[test]
+    fn build_rejects_inverted_water_marks() {
+        let err = Config::builder().high_water(100).low_water(200).build().unwrap_err();
+        assert!(err.to_string().contains("low_water (200) must be below high_water (100)"), "{err}");
+    }
+
+    #[test]
+    fn build_rejects_oversized_pool() {
+        assert!(Config::builder().buf_count(70_000).build().is_err());
+        assert!(Config::builder().idle_timeout(Some(Duration::ZERO)).build().is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! What a handler sees of a connection: [`Cx`] and its [`Input`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use pollring_backends::buf::{Chain, Chunks, Pool};
+use pollring_backends::Token;
+
+use crate::WorkerId;
+
+/// The framework's per-connection state besides the handler's own.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) token: Token,
+    pub(crate) peer: Option<SocketAddr>,
+    /// Received, not yet consumed by the handler.
+    pub(crate) input: Chain,
+    /// Written by the handler this turn, not yet handed to the driver.
+    pub(crate) output: Chain,
+    /// Handed to the driver, not yet reported sent.
+    pub(crate) in_flight: usize,
+    /// Receiving paused for backpressure.
+    pub(crate) paused: bool,
+    /// The peer sent FIN.
+    pub(crate) read_closed: bool,
+    /// Close once output is drained, with this reason.
+    pub(crate) close_after_drain: Option<crate::CloseReason>,
+    /// `Driver::close` called; waiting for `Closed`.
+    pub(crate) closing: Option<crate::CloseReason>,
+    /// The handler wrote or asked to close since the last flush.
+    pub(crate) dirty: bool,
+    /// In the worker's list of connections to flush.
+    pub(crate) listed: bool,
+    /// In the worker's list of connections with new input.
+    pub(crate) has_data: bool,
+    /// A write found the pool empty.
+    pub(crate) out_of_buffers: bool,
+    /// Last receive or send completion, for the idle timeout.
+    pub(crate) last_active: Instant,
+}
+
+impl ConnIo {
+    pub(crate) fn new(token: Token, peer: Option<SocketAddr>, now: Instant) -> ConnIo {
+        ConnIo {
+            token,
+            peer,
+            input: Chain::new(),
+            output: Chain::new(),
+            in_flight: 0,
+            paused: false,
+            read_closed: false,
+            close_after_drain: None,
+            closing: None,
+            dirty: false,
+            listed: false,
+            has_data: false,
+            out_of_buffers: false,
+            last_active: now,
+        }
+    }
+
+    pub(crate) fn dirty_listed(&self) -> bool {
+        self.listed
+    }
+
+    pub(crate) fn set_dirty_listed(&mut self) {
+        self.listed = true;
+    }
+
+    pub(crate) fn clear_dirty(&mut self) {
+        self.listed = false;
+        self.dirty = false;
+    }
+
+    /// Output not yet reported sent (queued here or in the driver).
+    pub(crate) fn pending_output(&self) -> usize {
+        self.in_flight + self.output.len()
+    }
+}
+
+/// The handler's view of one connection during a callback.
+///
+/// Reads go through [`Cx::input`]; writes ([`Cx::write`],
+/// [`Cx::write_with`], [`Cx::forward`]) are collected into the connection's
+/// output chain and sent at the end of the turn.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    pub(crate) pool: &'a mut Pool,
+    pub(crate) io: &'a mut ConnIo,
+    pub(crate) scratch: &'a mut Vec<u8>,
+    pub(crate) worker: WorkerId,
+    pub(crate) now: Instant,
+}
+
+impl<'a> Cx<'a> {
+    /// The bytes received and not yet consumed.
+    pub fn input(&mut self) -> Input<'_> {
+        Input { chain: &self.io.input, pool: self.pool, scratch: self.scratch }
+    }
+
+    /// Drops the first `n` input bytes (parsed and done with); buffers that
+    /// empty go straight back to the pool.
+    ///
+    /// # Panics
+    /// If `n` exceeds the input's length.
+    pub fn consume(&mut self, n: usize) {
+        self.io.input.consume(self.pool, n);
+    }
+
+    /// Appends `data` to the output, coalescing small writes into the tail
+    /// buffer.
+    ///
+    /// If the pool has no buffer left, the bytes that do not fit are dropped
+    /// and the connection is closed with [`CloseReason::PoolExhausted`] once
+    /// the callback returns.
+    ///
+    /// [`CloseReason::PoolExhausted`]: crate::CloseReason::PoolExhausted
+    pub fn write(&mut self, data: &[u8]) {
+        if self.io.output.extend_from_slice(self.pool, data).is_err() {
+            self.io.out_of_buffers = true;
+        }
+        self.io.dirty = true;
+    }
+
+    /// Lets `fill` serialise straight into output buffer space (at least one
+    /// byte of room; the rest of the current tail buffer) and keeps the bytes
+    /// it reports. Returns that count (0 if the pool is exhausted, which
+    /// closes the connection like [`Cx::write`]).
+    ///
+    /// # Panics
+    /// If `fill` reports more bytes than the room it was given.
+    pub fn write_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        self.io.dirty = true;
+        match self.io.output.write_with(self.pool, fill) {
+            Ok(n) => n,
+            Err(_) => {
+                self.io.out_of_buffers = true;
+                0
+            }
+        }
+    }
+
+    /// Moves the first `n` input bytes to the output. Whole buffers move
+    /// without a copy (a pool buffer appended to the output as it is); only
+    /// a buffer cut in two has its front copied. The zero-copy path of echo
+    /// servers and proxies.
+    ///
+    /// # Panics
+    /// If `n` exceeds the input's length.
+    pub fn forward(&mut self, n: usize) {
+        match self.io.input.split_to(self.pool, n) {
+            Ok(chain) => self.io.output.append(self.pool, chain),
+            Err(_) => self.io.out_of_buffers = true,
+        }
+        self.io.dirty = true;
+    }
+
+    /// Closes the connection once everything written has been sent. Input
+    /// still unread is discarded and receiving stops.
+    pub fn close(&mut self) {
+        self.io.close_after_drain.get_or_insert(crate::CloseReason::Local);
+        self.io.dirty = true;
+    }
+
+    /// Whether the peer has finished sending (no more input will come).
+    pub fn is_read_closed(&self) -> bool {
+        self.io.read_closed
+    }
+
+    /// Output bytes written and not yet handed to the kernel.
+    pub fn pending_output(&self) -> usize {
+        self.io.pending_output()
+    }
+
+    /// The peer's address, if the kernel told.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.io.peer
+    }
+
+    /// The connection's token within its worker (for logs).
+    pub fn token(&self) -> Token {
+        self.io.token
+    }
+
+    /// The worker this connection lives on.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The time at the start of this turn (cheaper than `Instant::now()`).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+}
+
+/// Read-only view of a connection's unconsumed input, from [`Cx::input`].
+#[derive(Debug)]
+pub struct Input<'a> {
+    chain: &'a Chain,
+    pool: &'a Pool,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl<'a> Input<'a> {
+    /// Unconsumed bytes.
+    pub fn len(&self) -> usize {
+        self.chain.len()
+    }
+
+    /// Whether there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    /// The first contiguous run of input (borrowed from its buffer).
+    pub fn first(&self) -> &'a [u8] {
+        self.chain.first(self.pool)
+    }
+
+    /// Every contiguous run of input, in order.
+    pub fn chunks(&self) -> Chunks<'a> {
+        self.chain.chunks(self.pool)
+    }
+
+    /// The first `n` bytes as one slice: borrowed when they lie in one
+    /// buffer, else copied once into a per-worker scratch buffer. `None` if
+    /// fewer than `n` bytes have arrived.
+    pub fn peek(self, n: usize) -> Option<&'a [u8]> {
+        self.range(0..n)
+    }
+
+    /// Bytes `range` as one slice (see [`Input::peek`]). `None` if the range
+    /// reaches past the input.
+    pub fn range(self, range: std::ops::Range<usize>) -> Option<&'a [u8]> {
+        if range.end > self.chain.len() || range.start > range.end {
+            return None;
+        }
+        Some(self.chain.contiguous(self.pool, range, self.scratch))
+    }
+
+    /// All input as one slice (borrowed or copied once, as [`Input::peek`]).
+    pub fn contiguous(self) -> &'a [u8] {
+        let n = self.chain.len();
+        self.chain.contiguous(self.pool, 0..n, self.scratch)
+    }
+
+    /// Position of the first `byte` at or after `from`, across buffers.
+    pub fn find(&self, from: usize, byte: u8) -> Option<usize> {
+        self.chain.find(self.pool, from, byte)
+    }
+}
+
+/// The handler's view of its worker in [`Handler::on_tick`].
+///
+/// [`Handler::on_tick`]: crate::Handler::on_tick
+#[derive(Debug)]
+pub struct WorkerCx<'a> {
+    pub(crate) worker: WorkerId,
+    pub(crate) now: Instant,
+    pub(crate) connections: usize,
+    pub(crate) _marker: std::marker::PhantomData<&'a ()>,
+}
+
+impl WorkerCx<'_> {
+    /// Which worker.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The time at the start of this turn.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Open connections on this worker.
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+}

@@ -1,0 +1,84 @@
+//! The one trait a protocol implements.
+
+use std::time::Duration;
+
+use crate::conn::{Cx, WorkerCx};
+
+/// Why a connection closed, as told to [`Handler::on_close`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer finished sending and all output was written.
+    PeerClosed,
+    /// The handler called [`Cx::close`] and all output was written.
+    Local,
+    /// Nothing was received or sent for the configured idle timeout.
+    IdleTimeout,
+    /// Receiving or sending failed (`ECONNRESET`, `EPIPE`, …).
+    Error(std::io::ErrorKind),
+    /// The pool had no buffer for output the handler wrote.
+    PoolExhausted,
+    /// The server shut down (after the grace period if output was pending).
+    Shutdown,
+}
+
+/// A protocol: what to do with each connection's bytes.
+///
+/// One instance lives on each worker thread, built there by the factory given
+/// to [`Server::serve`](crate::Server::serve), so it needs neither `Send` nor
+/// locks. Its callbacks run on that thread, one at a time.
+///
+/// Output written through [`Cx::write`] during a callback is collected and
+/// handed to the driver at the end of the turn: one `sendmsg` (epoll) or one
+/// SQE (io_uring) per connection per turn, however many writes were made.
+///
+/// A panic in a callback closes that connection (logged with `tracing`);
+/// the worker and every other connection keep going.
+///
+/// # Examples
+/// An echo server:
+/// ```
+/// use pollring::{Cx, Handler};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Conn = ();
+///     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+///     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+///         let n = cx.input().len();
+///         cx.forward(n); // moves the input buffers to the output, no copy
+///     }
+/// }
+/// ```
+pub trait Handler: 'static {
+    /// Per-connection state.
+    type Conn;
+
+    /// A connection was accepted. Returns its state; may already write.
+    fn on_open(&mut self, cx: &mut Cx<'_>) -> Self::Conn;
+
+    /// Bytes arrived (all of this turn's, appended to what was left unconsumed).
+    /// Consume what was parsed with [`Cx::consume`]; leave a partial frame in
+    /// place and it is still there, with more bytes behind it, next time.
+    /// Also called once when the peer finishes sending
+    /// ([`Cx::is_read_closed`]).
+    fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>);
+
+    /// Every byte written so far has been handed to the kernel.
+    fn on_drained(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>) {
+        let _ = (conn, cx);
+    }
+
+    /// The connection is gone; its state is handed back for clean-up.
+    fn on_close(&mut self, conn: Self::Conn, reason: CloseReason) {
+        let _ = (conn, reason);
+    }
+
+    /// A periodic call on the worker; return when to be called next
+    /// (`None`: never again). First called when the worker starts.
+    fn on_tick(&mut self, cx: &mut WorkerCx<'_>) -> Option<Duration> {
+        let _ = cx;
+        None
+    }
+}

@@ -1,0 +1,378 @@
+//! Starting, observing and stopping a server.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use pollring_backends::buf::Pool;
+use pollring_backends::epoll::Epoll;
+use pollring_backends::uring::{self, Uring};
+use pollring_backends::{net, Driver, Waker};
+
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::worker::Worker;
+use crate::{Backend, Config};
+
+/// Identifies a worker thread: `0..config.workers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub usize);
+
+/// State shared by the handle and the workers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) stop: AtomicBool,
+}
+
+/// Counters one worker publishes once per turn.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    pub(crate) connections: AtomicUsize,
+    pub(crate) syscalls: AtomicU64,
+    pub(crate) turns: AtomicU64,
+    pub(crate) pool_in_use: AtomicUsize,
+    pub(crate) buffered_peak: AtomicUsize,
+}
+
+/// A snapshot of a running server's counters, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Open connections.
+    pub connections: usize,
+    /// System calls made by the drivers.
+    pub syscalls: u64,
+    /// Driver turns.
+    pub turns: u64,
+    /// Pool buffers in use (connections' chains, and for io_uring the
+    /// buffers lent to the kernel's buffer ring).
+    pub pool_in_use: usize,
+    /// The most bytes one connection ever had buffered (unsent output plus
+    /// unconsumed input), measured after each turn's flush.
+    pub buffered_peak: usize,
+}
+
+/// A server bound to its address, not yet serving.
+///
+/// # Examples
+/// ```no_run
+/// use pollring::{Config, Cx, Handler, Server};
+/// # struct Echo;
+/// # impl Handler for Echo {
+/// #     type Conn = ();
+/// #     fn on_open(&mut self, _: &mut Cx<'_>) {}
+/// #     fn on_data(&mut self, _: &mut (), cx: &mut Cx<'_>) { let n = cx.input().len(); cx.forward(n); }
+/// # }
+/// let server = Server::bind("127.0.0.1:7000", Config::from_env()?)?;
+/// server.run(|_worker| Echo)?; // until SIGINT/SIGTERM
+/// # Ok::<(), pollring::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listeners: Vec<TcpListener>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds one `SO_REUSEPORT` listener per worker to `addr`.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if the address does not resolve or the kernel refuses.
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server> {
+        let unresolved = || Error::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "address did not resolve"),
+        };
+        let addr = addr
+            .to_socket_addrs()
+            .map_err(|source| Error::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?
+            .next()
+            .ok_or_else(unresolved)?;
+        let listeners = net::bind_reuseport(addr, config.workers.get(), config.backlog)
+            .map_err(|source| Error::Bind { addr, source })?;
+        let addr = listeners[0].local_addr().map_err(|source| Error::Bind { addr, source })?;
+        Ok(Server { config, listeners, addr })
+    }
+
+    /// The address actually bound (with the port the kernel picked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the workers, each with a handler built by `factory` on its own
+    /// thread, and returns once all of them are serving.
+    ///
+    /// # Errors
+    /// [`Error::Uring`] when `Backend::Uring` cannot start (the message names
+    /// the reason); [`Error::WorkerStart`] when a worker cannot create its
+    /// pool or driver. Workers already started are stopped again.
+    pub fn serve<H, F>(self, factory: F) -> Result<ServerHandle>
+    where
+        H: Handler,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
+        let backend = resolve_backend(&self.config)?;
+        let shared = Arc::new(Shared::default());
+        let factory = Arc::new(factory);
+        let cpus = pollring_backends::thread::allowed_cpus();
+        let mut workers = Vec::new();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for (i, listener) in self.listeners.into_iter().enumerate() {
+            let id = WorkerId(i);
+            let stats = Arc::new(WorkerStats::default());
+            let (config, shared, factory, ready) =
+                (self.config.clone(), shared.clone(), factory.clone(), ready_tx.clone());
+            let cpu = self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
+            let thread_stats = stats.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("pollring-{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if let Err(error) = pollring_backends::thread::pin_to_cpu(cpu) {
+                            tracing::warn!(worker = i, cpu, %error, "cannot pin worker");
+                        }
+                    }
+                    let start = WorkerStart { id, listener, config, shared, stats: thread_stats, ready };
+                    match backend {
+                        Backend::Uring => start.run(factory, |pool, c| {
+                            Uring::new(pool, &c.uring).map_err(std::io::Error::other)
+                        }),
+                        _ => start.run(factory, |pool, c| Epoll::new(pool, &c.epoll)),
+                    }
+                })
+                .map_err(|source| Error::WorkerStart { worker: i, source })?;
+            workers.push(WorkerThread { thread: Some(thread), waker: None, stats });
+        }
+        drop(ready_tx);
+        let mut handle = ServerHandle { shared, workers, addr: self.addr, backend };
+        for _ in 0..handle.workers.len() {
+            match ready_rx.recv() {
+                Ok((i, Ok(waker))) => handle.workers[i].waker = Some(waker),
+                Ok((i, Err(source))) => {
+                    handle.shutdown();
+                    let _ = handle.join_all();
+                    return Err(Error::WorkerStart { worker: i, source });
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::info!(addr = %handle.addr, %backend, workers = handle.workers.len(), "serving");
+        Ok(handle)
+    }
+
+    /// [`Server::serve`], then stops gracefully on SIGINT or SIGTERM (a
+    /// second signal exits at once) and returns when every worker is done.
+    ///
+    /// # Errors
+    /// As [`Server::serve`] and [`ServerHandle::wait`]; [`Error::Signals`] if
+    /// the signal handlers cannot be installed.
+    pub fn run<H, F>(self, factory: F) -> Result<()>
+    where
+        H: Handler,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
+        let handle = self.serve(factory)?;
+        handle.stop_on_signals()?;
+        handle.wait()
+    }
+}
+
+/// Picks the backend for `Auto` and checks that `Uring` can start.
+fn resolve_backend(config: &Config) -> Result<Backend> {
+    match config.backend {
+        Backend::Epoll => Ok(Backend::Epoll),
+        Backend::Uring => uring::probe(&config.uring).map(|()| Backend::Uring).map_err(Error::Uring),
+        _ => match uring::probe(&config.uring) {
+            Ok(()) => Ok(Backend::Uring),
+            Err(reason) => {
+                tracing::warn!(%reason, "io_uring unavailable; using epoll");
+                Ok(Backend::Epoll)
+            }
+        },
+    }
+}
+
+struct WorkerStart {
+    id: WorkerId,
+    listener: TcpListener,
+    config: Config,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    ready: mpsc::Sender<(usize, std::io::Result<Waker>)>,
+}
+
+impl WorkerStart {
+    /// Builds the pool, driver and handler on this thread, reports readiness,
+    /// then runs the worker loop.
+    fn run<D, H, F>(
+        self,
+        factory: Arc<F>,
+        driver: impl FnOnce(Pool, &Config) -> std::io::Result<D>,
+    ) -> std::io::Result<()>
+    where
+        D: Driver,
+        H: Handler,
+        F: Fn(WorkerId) -> H,
+    {
+        let WorkerStart { id, listener, config, shared, stats, ready } = self;
+        let built = Pool::new(config.buf_size, config.buf_count)
+            .and_then(|pool| driver(pool, &config))
+            .and_then(|driver| {
+                let handler = factory(id);
+                Worker::new(id, driver, handler, listener, config, shared, stats)
+            });
+        let worker = match built {
+            Ok(worker) => worker,
+            Err(error) => {
+                let copy = std::io::Error::new(error.kind(), error.to_string());
+                let _ = ready.send((id.0, Err(error)));
+                return Err(copy);
+            }
+        };
+        let _ = ready.send((id.0, Ok(worker.waker())));
+        worker.run()
+    }
+}
+
+impl<D: Driver, H: Handler> Worker<D, H> {
+    fn waker(&self) -> Waker {
+        self.driver_ref().waker()
+    }
+}
+
+#[derive(Debug)]
+struct WorkerThread {
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+    waker: Option<Waker>,
+    stats: Arc<WorkerStats>,
+}
+
+/// A running server: observe it, stop it, wait for it.
+///
+/// Dropping the handle stops the server gracefully and waits for it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    workers: Vec<WorkerThread>,
+    addr: SocketAddr,
+    backend: Backend,
+}
+
+/// Stops a server from anywhere (signal handlers, other threads). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownTrigger {
+    shared: Arc<Shared>,
+    wakers: Vec<Waker>,
+}
+
+impl ShutdownTrigger {
+    /// Begins a graceful shutdown: accepting stops, output drains for up to
+    /// the configured grace period, then connections close.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The backend the workers run on (`Auto` resolved).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger {
+            shared: self.shared.clone(),
+            wakers: self.workers.iter().filter_map(|w| w.waker.clone()).collect(),
+        }
+    }
+
+    /// Begins a graceful shutdown (see [`ShutdownTrigger::shutdown`]).
+    pub fn shutdown(&self) {
+        self.trigger().shutdown();
+    }
+
+    /// Counters summed over the workers (published once per turn).
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for w in &self.workers {
+            s.connections += w.stats.connections.load(Ordering::Relaxed);
+            s.syscalls += w.stats.syscalls.load(Ordering::Relaxed);
+            s.turns += w.stats.turns.load(Ordering::Relaxed);
+            s.pool_in_use += w.stats.pool_in_use.load(Ordering::Relaxed);
+            s.buffered_peak = s.buffered_peak.max(w.stats.buffered_peak.load(Ordering::Relaxed));
+        }
+        s
+    }
+
+    /// Installs SIGINT/SIGTERM handlers: the first signal begins a graceful
+    /// shutdown, a second one exits the process at once (status 130).
+    ///
+    /// # Errors
+    /// [`Error::Signals`] if the handlers cannot be installed.
+    pub fn stop_on_signals(&self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
+        let trigger = self.trigger();
+        std::thread::Builder::new()
+            .name("pollring-signals".into())
+            .spawn(move || {
+                let mut seen = 0;
+                for signal in signals.forever() {
+                    seen += 1;
+                    if seen == 1 {
+                        tracing::info!(signal, "stopping gracefully (signal again to force)");
+                        trigger.shutdown();
+                    } else {
+                        tracing::warn!(signal, "second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            })
+            .map_err(Error::Signals)?;
+        Ok(())
+    }
+
+    /// Waits until every worker has stopped (after a shutdown).
+    ///
+    /// # Errors
+    /// The first worker failure: [`Error::Worker`] or [`Error::WorkerPanic`].
+    pub fn wait(mut self) -> Result<()> {
+        self.join_all()
+    }
+
+    fn join_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            let Some(thread) = w.thread.take() else { continue };
+            let res = match thread.join() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(source)) => Err(Error::Worker { worker: i, source }),
+                Err(_) => Err(Error::WorkerPanic(i)),
+            };
+            if first.is_ok() {
+                first = res;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.workers.iter().any(|w| w.thread.is_some()) {
+            self.shutdown();
+            let _ = self.join_all();
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The loop that joins a [`Handler`] to a [`Driver`]: one per worker thread.
+//!
+//! ```text
+//! loop {
+//!     driver.turn(timeout, &mut events)   // submit/flush → wait once → reap
+//!     dispatch events                     // accept, input into chains, Sent, Closed
+//!     on_data for each connection with new input
+//!     hand each connection's output to the driver (one send per connection)
+//!     timers, shutdown
+//! }
+//! ```
+//!
+//! Generic over the driver and monomorphised: no `dyn`, no per-event match on
+//! the backend.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pollring_backends::buf::{Buf, Pool};
+use pollring_backends::{Driver, Event, ListenerId, Token};
+
+use crate::conn::{ConnIo, Cx, WorkerCx};
+use crate::handler::{CloseReason, Handler};
+use crate::server::{Shared, WorkerStats};
+use crate::{Config, WorkerId};
+
+/// One connection: the framework's part and the handler's part.
+struct Slot<C> {
+    io: ConnIo,
+    /// `None` only after the handler panicked on this connection.
+    conn: Option<C>,
+}
+
+pub(crate) struct Worker<D: Driver, H: Handler> {
+    id: WorkerId,
+    driver: D,
+    handler: H,
+    config: Config,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    /// Connections by token index (dense: the driver's slot index).
+    slots: Vec<Option<Slot<H::Conn>>>,
+    open: usize,
+    max_conns: usize,
+    listeners: Vec<ListenerId>,
+    events: Vec<Event>,
+    /// Connections with new input this turn.
+    data: Vec<Token>,
+    /// Connections with output to hand to the driver this turn.
+    dirty: Vec<Token>,
+    expired: Vec<Token>,
+    scratch: Vec<u8>,
+    wheel: crate::timer::Wheel,
+    next_tick: Option<Instant>,
+    /// Set once shutdown began: the instant all connections are forced closed.
+    shutdown_deadline: Option<Instant>,
+    now: Instant,
+    buffered_peak: usize,
+}
+
+impl<D: Driver, H: Handler> Worker<D, H> {
+    pub(crate) fn new(
+        id: WorkerId,
+        mut driver: D,
+        handler: H,
+        listener: std::net::TcpListener,
+        config: Config,
+        shared: Arc<Shared>,
+        stats: Arc<WorkerStats>,
+    ) -> std::io::Result<Self> {
+        let listeners = vec![driver.listen(listener)?];
+        let workers = config.workers.get();
+        let max_conns = config.max_connections.div_ceil(workers);
+        let now = Instant::now();
+        let tick = config.idle_timeout.map_or(Duration::from_millis(100), |t| {
+            (t / 64).clamp(Duration::from_millis(5), Duration::from_millis(250))
+        });
+        Ok(Worker {
+            id,
+            driver,
+            handler,
+            config,
+            shared,
+            stats,
+            slots: Vec::new(),
+            open: 0,
+            max_conns,
+            listeners,
+            events: Vec::with_capacity(1024),
+            data: Vec::new(),
+            dirty: Vec::new(),
+            expired: Vec::new(),
+            scratch: Vec::new(),
+            wheel: crate::timer::Wheel::new(now, tick),
+            next_tick: Some(now),
+            shutdown_deadline: None,
+            now,
+            buffered_peak: 0,
+        })
+    }
+
+    pub(crate) fn driver_ref(&self) -> &D {
+        &self.driver
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) fn run(mut self) -> std::io::Result<()> {
+        let _span = tracing::info_span!("worker", id = self.id.0).entered();
+        tracing::debug!(backend = std::any::type_name::<D>(), "worker started");
+        let mut events = std::mem::take(&mut self.events);
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            if self.shutdown_deadline.is_some() && self.open == 0 {
+                break;
+            }
+            let timeout = self.timeout();
+            self.driver.turn(timeout, &mut events)?;
+            self.now = Instant::now();
+            for event in events.drain(..) {
+                self.on_event(event);
+            }
+            self.deliver_input();
+            self.flush();
+            self.timers();
+            self.publish_stats();
+        }
+        tracing::debug!("worker stopped");
+        Ok(())
+    }
+
+    /// How long the next turn may wait: until the next timer, tick or
+    /// shutdown deadline.
+    fn timeout(&self) -> Option<Duration> {
+        [self.wheel.next_due(), self.next_tick, self.shutdown_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Recv { token, buf } => self.on_recv(token, buf),
+            Event::Sent { token, bytes } => self.on_sent(token, bytes),
+            Event::Accepted { fd, peer, .. } => self.on_accept(fd, peer),
+            Event::Eof { token } => {
+                if let Some(slot) = self.slot(token) {
+                    slot.io.read_closed = true;
+                    self.mark_data(token);
+                }
+            }
+            Event::Error { token, error } => {
+                tracing::debug!(token = token.as_u64(), %error, "connection error");
+                self.close_now(token, CloseReason::Error(error.kind()));
+            }
+            Event::Closed { token } => self.on_closed(token),
+            Event::AcceptError { error, .. } => {
+                tracing::warn!(%error, "accept failed; backing off");
+            }
+            Event::Wake => {}
+            other => tracing::debug!(?other, "unhandled driver event"),
+        }
+    }
+
+    fn slot(&mut self, token: Token) -> Option<&mut Slot<H::Conn>> {
+        self.slots.get_mut(token.index())?.as_mut().filter(|s| s.io.token == token)
+    }
+
+    fn on_accept(&mut self, fd: std::os::fd::OwnedFd, peer: Option<std::net::SocketAddr>) {
+        if self.shutdown_deadline.is_some() || self.open >= self.max_conns {
+            tracing::debug!(?peer, open = self.open, "connection refused: at the limit");
+            drop(fd);
+            return;
+        }
+        let token = match self.driver.add(fd) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, "cannot register an accepted connection");
+                return;
+            }
+        };
+        let index = token.index();
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.open += 1;
+        let mut io = ConnIo::new(token, peer, self.now);
+        let mut cx = Cx {
+            pool: self.driver.pool_mut(),
+            io: &mut io,
+            scratch: &mut self.scratch,
+            worker: self.id,
+            now: self.now,
+        };
+        let handler = &mut self.handler;
+        let conn = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx))).ok();
+        let panicked = conn.is_none();
+        let dirty = io.dirty;
+        self.slots[index] = Some(Slot { io, conn });
+        if let Some(timeout) = self.config.idle_timeout {
+            self.wheel.insert(self.now + timeout, token);
+        }
+        if panicked {
+            tracing::error!(token = token.as_u64(), "handler panicked in on_open; connection closed");
+            self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
+        } else if dirty {
+            self.mark_dirty(token);
+        }
+    }
+
+    fn on_recv(&mut self, token: Token, buf: Buf) {
+        let now = self.now;
+        let pool = self.driver.pool_mut();
+        let Some(slot) =
+            self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+        else {
+            pool.free(buf);
+            return;
+        };
+        if slot.io.closing.is_some() || slot.io.close_after_drain.is_some() {
+            pool.free(buf);
+            return;
+        }
+        // Small receives are copied behind a partial frame instead of
+        // pinning a buffer each.
+        let copy_limit = pool.buf_size() / 4;
+        slot.io.input.push_or_copy(pool, buf, copy_limit);
+        slot.io.last_active = now;
+        self.mark_data(token);
+    }
+
+    fn mark_data(&mut self, token: Token) {
+        if let Some(slot) = self.slot(token) {
+            if !slot.io.has_data {
+                slot.io.has_data = true;
+                self.data.push(token);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(slot) = self.slot(token) {
+            if !slot.io.dirty_listed() {
+                slot.io.set_dirty_listed();
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Calls `on_data` once per connection that received this turn.
+    fn deliver_input(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        for token in data.drain(..) {
+            let Some(slot) =
+                self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+            else {
+                continue;
+            };
+            slot.io.has_data = false;
+            if slot.io.closing.is_some() {
+                continue;
+            }
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            let mut cx = Cx {
+                pool: self.driver.pool_mut(),
+                io: &mut slot.io,
+                scratch: &mut self.scratch,
+                worker: self.id,
+                now: self.now,
+            };
+            let handler = &mut self.handler;
+            let ok = catch_unwind(AssertUnwindSafe(|| handler.on_data(conn, &mut cx))).is_ok();
+            if !ok {
+                slot.conn = None;
+                tracing::error!(token = token.as_u64(), "handler panicked in on_data; connection closed");
+                self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
+                continue;
+            }
+            if slot.io.read_closed && slot.io.close_after_drain.is_none() {
+                // The peer is done sending: finish writing, then close.
+                slot.io.close_after_drain = Some(CloseReason::PeerClosed);
+            }
+            if slot.io.dirty || slot.io.close_after_drain.is_some() {
+                self.mark_dirty(token);
+            }
+        }
+        self.data = data;
+    }
+
+    /// Hands each dirty connection's output to the driver: one send per
+    /// connection per turn. Applies backpressure and deferred closes.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for token in dirty.drain(..) {
+            let high = self.config.high_water;
+            let pool = self.driver.pool_mut();
+            let Some(slot) =
+                self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+            else {
+                continue;
+            };
+            let io = &mut slot.io;
+            io.clear_dirty();
+            if io.closing.is_some() {
+                continue;
+            }
+            if io.out_of_buffers {
+                tracing::warn!(token = token.as_u64(), "buffer pool exhausted; connection closed");
+                self.close_now(token, CloseReason::PoolExhausted);
+                continue;
+            }
+            if io.close_after_drain.is_some() && !io.input.is_empty() {
+                io.input.clear(pool);
+            }
+            if !io.output.is_empty() {
+                let out = std::mem::take(&mut io.output);
+                io.in_flight += out.len();
+                self.driver.send(token, out);
+            }
+            let pending = io.pending_output();
+            self.buffered_peak = self.buffered_peak.max(pending + io.input.len());
+            if pending >= high && !io.paused {
+                io.paused = true;
+                self.driver.pause_recv(token);
+            }
+            if let Some(reason) = io.close_after_drain {
+                if !io.paused {
+                    io.paused = true;
+                    self.driver.pause_recv(token);
+                }
+                if pending == 0 {
+                    self.close_now(token, reason);
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    fn on_sent(&mut self, token: Token, bytes: usize) {
+        let now = self.now;
+        let low = self.config.low_water;
+        let Some(slot) = self.slot(token) else { return };
+        slot.io.in_flight = slot.io.in_flight.saturating_sub(bytes);
+        slot.io.last_active = now;
+        if slot.io.pending_output() > 0 || slot.io.closing.is_some() {
+            if slot.io.paused && slot.io.close_after_drain.is_none() && slot.io.pending_output() < low {
+                slot.io.paused = false;
+                self.driver.resume_recv(token);
+            }
+            return;
+        }
+        // Everything written so far is out.
+        if let Some(reason) = slot.io.close_after_drain {
+            self.close_now(token, reason);
+            return;
+        }
+        if slot.io.paused {
+            slot.io.paused = false;
+            self.driver.resume_recv(token);
+        }
+        let slot = self
+            .slots
+            .get_mut(token.index())
+            .and_then(|s| s.as_mut())
+            .expect("slot looked up above");
+        let Some(conn) = slot.conn.as_mut() else { return };
+        let mut cx = Cx {
+            pool: self.driver.pool_mut(),
+            io: &mut slot.io,
+            scratch: &mut self.scratch,
+            worker: self.id,
+            now,
+        };
+        let handler = &mut self.handler;
+        if catch_unwind(AssertUnwindSafe(|| handler.on_drained(conn, &mut cx))).is_err() {
+            slot.conn = None;
+            tracing::error!(token = token.as_u64(), "handler panicked in on_drained; connection closed");
+            self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
+        } else if slot.io.dirty || slot.io.close_after_drain.is_some() {
+            self.mark_dirty(token);
+        }
+    }
+
+    /// Asks the driver to close now (unsent output is dropped).
+    fn close_now(&mut self, token: Token, reason: CloseReason) {
+        let pool = self.driver.pool_mut();
+        let Some(slot) =
+            self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+        else {
+            return;
+        };
+        if slot.io.closing.is_some() {
+            return;
+        }
+        slot.io.closing = Some(reason);
+        slot.io.input.clear(pool);
+        slot.io.output.clear(pool);
+        self.driver.close(token);
+    }
+
+    fn on_closed(&mut self, token: Token) {
+        let Some(entry) = self.slots.get_mut(token.index()) else { return };
+        if entry.as_ref().is_none_or(|s| s.io.token != token) {
+            return;
+        }
+        let Some(mut slot) = entry.take() else { return };
+        self.open -= 1;
+        let pool = self.driver.pool_mut();
+        slot.io.input.clear(pool);
+        slot.io.output.clear(pool);
+        let reason = slot.io.closing.unwrap_or(CloseReason::Local);
+        tracing::trace!(token = token.as_u64(), ?reason, "connection closed");
+        if let Some(conn) = slot.conn {
+            let handler = &mut self.handler;
+            if catch_unwind(AssertUnwindSafe(|| handler.on_close(conn, reason))).is_err() {
+                tracing::error!(token = token.as_u64(), "handler panicked in on_close");
+            }
+        }
+    }
+
+    /// Idle timeouts, the handler's tick, the shutdown deadline.
+    fn timers(&mut self) {
+        let now = self.now;
+        if let Some(timeout) = self.config.idle_timeout {
+            if self.wheel.next_due().is_some_and(|due| due <= now) {
+                let mut expired = std::mem::take(&mut self.expired);
+                self.wheel.advance(now, &mut expired);
+                for token in expired.drain(..) {
+                    let Some(slot) = self.slot(token) else { continue };
+                    if slot.io.closing.is_some() {
+                        continue;
+                    }
+                    let deadline = slot.io.last_active + timeout;
+                    if deadline <= now {
+                        tracing::debug!(token = token.as_u64(), "idle timeout");
+                        self.close_now(token, CloseReason::IdleTimeout);
+                    } else {
+                        self.wheel.insert(deadline, token);
+                    }
+                }
+                self.expired = expired;
+            }
+        }
+        if self.next_tick.is_some_and(|t| t <= now) {
+            let mut cx = WorkerCx {
+                worker: self.id,
+                now,
+                connections: self.open,
+                _marker: std::marker::PhantomData,
+            };
+            let handler = &mut self.handler;
+            self.next_tick = match catch_unwind(AssertUnwindSafe(|| handler.on_tick(&mut cx))) {
+                Ok(next) => next.map(|d| now + d),
+                Err(_) => {
+                    tracing::error!("handler panicked in on_tick; ticks stopped");
+                    None
+                }
+            };
+        }
+        if self.shutdown_deadline.is_some_and(|t| t <= now) {
+            let tokens: Vec<Token> = self.slots.iter().flatten().map(|s| s.io.token).collect();
+            if !tokens.is_empty() {
+                tracing::info!(connections = tokens.len(), "grace period over; closing");
+            }
+            for token in tokens {
+                self.close_now(token, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// Stops accepting; every connection closes once its output is out.
+    #[cold]
+    fn begin_shutdown(&mut self) {
+        tracing::debug!(open = self.open, "shutting down");
+        self.shutdown_deadline = Some(self.now + self.config.shutdown_grace);
+        for id in self.listeners.drain(..) {
+            self.driver.unlisten(id);
+        }
+        let tokens: Vec<Token> = self.slots.iter().flatten().map(|s| s.io.token).collect();
+        for token in tokens {
+            if let Some(slot) = self.slot(token) {
+                slot.io.close_after_drain.get_or_insert(CloseReason::Shutdown);
+            }
+            self.mark_dirty(token);
+        }
+        self.flush();
+    }
+
+    fn publish_stats(&mut self) {
+        let s = &self.stats;
+        let d = self.driver.stats();
+        s.connections.store(self.open, Ordering::Relaxed);
+        s.syscalls.store(d.syscalls, Ordering::Relaxed);
+        s.turns.store(d.turns, Ordering::Relaxed);
+        s.pool_in_use.store(self.driver.pool().in_use(), Ordering::Relaxed);
+        s.buffered_peak.fetch_max(self.buffered_peak, Ordering::Relaxed);
+    }
+}
+
+impl<D: Driver, H: Handler> Drop for Worker<D, H> {
+    fn drop(&mut self) {
+        let pool: &mut Pool = self.driver.pool_mut();
+        for slot in self.slots.iter_mut().flatten() {
+            slot.io.input.clear(pool);
+            slot.io.output.clear(pool);
+        }
+    }
+}
