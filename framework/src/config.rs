@@ -276,11 +276,9 @@ where
 {
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| Error::Config(format!("{name}={v:?}: {e}"))),
+        Ok(v) => {
+            v.trim().parse().map(Some).map_err(|e| Error::Config(format!("{name}={v:?}: {e}")))
+        }
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(e) => Err(Error::Config(format!("{name}: {e}"))),
     }
@@ -303,7 +301,10 @@ mod tests {
     #[test]
     fn build_rejects_inverted_water_marks() {
         let err = Config::builder().high_water(100).low_water(200).build().unwrap_err();
-        assert!(err.to_string().contains("low_water (200) must be below high_water (100)"), "{err}");
+        assert!(
+            err.to_string().contains("low_water (200) must be below high_water (100)"),
+            "{err}"
+        );
     }
 
     #[test]

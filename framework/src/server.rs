@@ -83,7 +83,10 @@ impl Server {
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server> {
         let unresolved = || Error::Bind {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "address did not resolve"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "address did not resolve",
+            ),
         };
         let addr = addr
             .to_socket_addrs()
@@ -124,7 +127,8 @@ impl Server {
             let stats = Arc::new(WorkerStats::default());
             let (config, shared, factory, ready) =
                 (self.config.clone(), shared.clone(), factory.clone(), ready_tx.clone());
-            let cpu = self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
+            let cpu =
+                self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
             let thread_stats = stats.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("pollring-{i}"))
@@ -134,7 +138,8 @@ impl Server {
                             tracing::warn!(worker = i, cpu, %error, "cannot pin worker");
                         }
                     }
-                    let start = WorkerStart { id, listener, config, shared, stats: thread_stats, ready };
+                    let start =
+                        WorkerStart { id, listener, config, shared, stats: thread_stats, ready };
                     match backend {
                         Backend::Uring => start.run(factory, |pool, c| {
                             Uring::new(pool, &c.uring).map_err(std::io::Error::other)
@@ -183,7 +188,9 @@ impl Server {
 fn resolve_backend(config: &Config) -> Result<Backend> {
     match config.backend {
         Backend::Epoll => Ok(Backend::Epoll),
-        Backend::Uring => uring::probe(&config.uring).map(|()| Backend::Uring).map_err(Error::Uring),
+        Backend::Uring => {
+            uring::probe(&config.uring).map(|()| Backend::Uring).map_err(Error::Uring)
+        }
         _ => match uring::probe(&config.uring) {
             Ok(()) => Ok(Backend::Uring),
             Err(reason) => {
@@ -322,7 +329,8 @@ impl ServerHandle {
     /// [`Error::Signals`] if the handlers cannot be installed.
     pub fn stop_on_signals(&self) -> Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
         let trigger = self.trigger();
         std::thread::Builder::new()
             .name("pollring-signals".into())

@@ -205,7 +205,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.wheel.insert(self.now + timeout, token);
         }
         if panicked {
-            tracing::error!(token = token.as_u64(), "handler panicked in on_open; connection closed");
+            tracing::error!(
+                token = token.as_u64(),
+                "handler panicked in on_open; connection closed"
+            );
             self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
         } else if dirty {
             self.mark_dirty(token);
@@ -215,8 +218,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn on_recv(&mut self, token: Token, buf: Buf) {
         let now = self.now;
         let pool = self.driver.pool_mut();
-        let Some(slot) =
-            self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+        let Some(slot) = self
+            .slots
+            .get_mut(token.index())
+            .and_then(|s| s.as_mut())
+            .filter(|s| s.io.token == token)
         else {
             pool.free(buf);
             return;
@@ -255,8 +261,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn deliver_input(&mut self) {
         let mut data = std::mem::take(&mut self.data);
         for token in data.drain(..) {
-            let Some(slot) =
-                self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+            let Some(slot) = self
+                .slots
+                .get_mut(token.index())
+                .and_then(|s| s.as_mut())
+                .filter(|s| s.io.token == token)
             else {
                 continue;
             };
@@ -276,7 +285,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             let ok = catch_unwind(AssertUnwindSafe(|| handler.on_data(conn, &mut cx))).is_ok();
             if !ok {
                 slot.conn = None;
-                tracing::error!(token = token.as_u64(), "handler panicked in on_data; connection closed");
+                tracing::error!(
+                    token = token.as_u64(),
+                    "handler panicked in on_data; connection closed"
+                );
                 self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
                 continue;
             }
@@ -298,8 +310,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         for token in dirty.drain(..) {
             let high = self.config.high_water;
             let pool = self.driver.pool_mut();
-            let Some(slot) =
-                self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+            let Some(slot) = self
+                .slots
+                .get_mut(token.index())
+                .and_then(|s| s.as_mut())
+                .filter(|s| s.io.token == token)
             else {
                 continue;
             };
@@ -347,7 +362,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         slot.io.in_flight = slot.io.in_flight.saturating_sub(bytes);
         slot.io.last_active = now;
         if slot.io.pending_output() > 0 || slot.io.closing.is_some() {
-            if slot.io.paused && slot.io.close_after_drain.is_none() && slot.io.pending_output() < low {
+            if slot.io.paused
+                && slot.io.close_after_drain.is_none()
+                && slot.io.pending_output() < low
+            {
                 slot.io.paused = false;
                 self.driver.resume_recv(token);
             }
@@ -378,7 +396,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let handler = &mut self.handler;
         if catch_unwind(AssertUnwindSafe(|| handler.on_drained(conn, &mut cx))).is_err() {
             slot.conn = None;
-            tracing::error!(token = token.as_u64(), "handler panicked in on_drained; connection closed");
+            tracing::error!(
+                token = token.as_u64(),
+                "handler panicked in on_drained; connection closed"
+            );
             self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
         } else if slot.io.dirty || slot.io.close_after_drain.is_some() {
             self.mark_dirty(token);
@@ -388,8 +409,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// Asks the driver to close now (unsent output is dropped).
     fn close_now(&mut self, token: Token, reason: CloseReason) {
         let pool = self.driver.pool_mut();
-        let Some(slot) =
-            self.slots.get_mut(token.index()).and_then(|s| s.as_mut()).filter(|s| s.io.token == token)
+        let Some(slot) = self
+            .slots
+            .get_mut(token.index())
+            .and_then(|s| s.as_mut())
+            .filter(|s| s.io.token == token)
         else {
             return;
         };

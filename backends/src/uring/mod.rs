@@ -40,8 +40,66 @@ impl Default for UringConfig {
 }
 
 /// Why io_uring cannot be used here.
-pub fn probe() -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring backend not built yet"))
+#[derive(Debug)]
+pub enum UringError {
+    /// Placeholder until the driver lands.
+    NotBuilt,
+}
+
+impl std::fmt::Display for UringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("io_uring backend not built yet")
+    }
+}
+
+impl std::error::Error for UringError {}
+
+/// Checks that io_uring can run here.
+pub fn probe(_config: &UringConfig) -> Result<(), UringError> {
+    Err(UringError::NotBuilt)
+}
+
+impl Uring {
+    /// Builds the ring.
+    pub fn new(_pool: Pool, _config: &UringConfig) -> Result<Uring, UringError> {
+        Err(UringError::NotBuilt)
+    }
+}
+
+impl crate::Driver for Uring {
+    fn pool(&self) -> &Pool {
+        &self._pool
+    }
+    fn pool_mut(&mut self) -> &mut Pool {
+        &mut self._pool
+    }
+    fn listen(&mut self, _: std::net::TcpListener) -> io::Result<crate::ListenerId> {
+        unreachable!()
+    }
+    fn unlisten(&mut self, _: crate::ListenerId) {}
+    fn add(&mut self, _: std::os::fd::OwnedFd) -> io::Result<crate::Token> {
+        unreachable!()
+    }
+    fn send(&mut self, _: crate::Token, _: crate::buf::Chain) {
+        unreachable!()
+    }
+    fn shutdown_write(&mut self, _: crate::Token) {}
+    fn pause_recv(&mut self, _: crate::Token) {}
+    fn resume_recv(&mut self, _: crate::Token) {}
+    fn close(&mut self, _: crate::Token) {}
+    fn waker(&self) -> crate::Waker {
+        unreachable!()
+    }
+    fn turn(
+        &mut self,
+        _: Option<std::time::Duration>,
+        _: &mut Vec<crate::Event>,
+    ) -> io::Result<()> {
+        unreachable!()
+    }
+    fn stats(&self) -> crate::DriverStats {
+        Default::default()
+    }
 }
 
 /// The io_uring driver.

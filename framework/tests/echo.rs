@@ -1,0 +1,71 @@
+//! Byte-exact echo under concurrency and with large payloads.
+
+#[macro_use]
+mod util;
+
+use std::io::Write;
+
+use pollring::Backend;
+use util::*;
+
+fn two_hundred_concurrent_clients(backend: Backend) {
+    let server = start(config(backend).workers(2), |_| Echo);
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..200u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for round in 0..5u64 {
+                    let data = pattern(1000 + (i as usize * 37) % 3000, i * 10 + round);
+                    s.write_all(&data).unwrap();
+                    assert_eq!(read_n(&mut s, data.len()), data, "client {i} round {round}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    eventually(IO_TIMEOUT, "all connections closed", || server.stats().connections == 0);
+}
+
+fn four_mib_payload_byte_exact(backend: Backend) {
+    let server = start(config(backend), |_| Echo);
+    let s = connect(server.local_addr());
+    let data = pattern(4 << 20, 7);
+    let got = echo_round_trip(&s, &data);
+    assert!(got == data, "4 MiB echo differs");
+}
+
+fn four_mib_through_the_copying_path(backend: Backend) {
+    // Small buffers: every frame spans many of them.
+    let server = start(config(backend).buf_size(1024), |_| CopyEcho);
+    let s = connect(server.local_addr());
+    let data = pattern(4 << 20, 8);
+    assert!(echo_round_trip(&s, &data) == data, "4 MiB copy-echo differs");
+}
+
+fn buffers_return_to_the_pool(backend: Backend) {
+    let server = start(config(backend), |_| Echo);
+    let baseline = {
+        // Let the worker publish its idle state first.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        server.stats().pool_in_use
+    };
+    for i in 0..20 {
+        let s = connect(server.local_addr());
+        let data = pattern(100_000, i);
+        assert!(echo_round_trip(&s, &data) == data);
+    }
+    eventually(IO_TIMEOUT, "pool back to its idle level", || {
+        let st = server.stats();
+        st.connections == 0 && st.pool_in_use <= baseline
+    });
+}
+
+on_both_backends!(
+    two_hundred_concurrent_clients,
+    four_mib_payload_byte_exact,
+    four_mib_through_the_copying_path,
+    buffers_return_to_the_pool,
+);

@@ -1,0 +1,80 @@
+//! Graceful shutdown: accepts stop, queued output drains, then connections close.
+
+#[macro_use]
+mod util;
+
+use std::io::Write;
+use std::time::Duration;
+
+use pollring::{Backend, Cx, Handler};
+use util::*;
+
+const BLOB: usize = 8 << 20;
+
+/// On `go`, writes 8 MiB at once: far more than the socket buffers hold, so
+/// most of it is still queued when shutdown begins.
+struct Blob;
+
+impl Handler for Blob {
+    type Conn = ();
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+        if cx.input().peek(2) == Some(b"go") {
+            cx.consume(2);
+            let data = pattern(BLOB, 11);
+            cx.write(&data);
+        }
+    }
+}
+
+fn graceful_shutdown_delivers_queued_output(backend: Backend) {
+    let server = start(
+        config(backend)
+            .high_water(64 << 20)
+            .low_water(1 << 20)
+            .shutdown_grace(Duration::from_secs(10)),
+        |_| Blob,
+    );
+    let addr = server.local_addr();
+    let mut s = connect(addr);
+    s.write_all(b"go").unwrap();
+    let first = read_n(&mut s, 1000);
+    // Shut down while ~8 MiB are still queued on the server.
+    let trigger = server.trigger();
+    trigger.shutdown();
+    let (rest, err) = read_to_end(&mut s);
+    assert!(err.is_none(), "clean EOF expected, got {err:?}");
+    let mut got = first;
+    got.extend_from_slice(&rest);
+    assert_eq!(got.len(), BLOB, "every queued byte is delivered before close");
+    assert!(got == pattern(BLOB, 11));
+    server.wait().expect("workers stop cleanly");
+    // Accepting stopped: the port no longer takes connections.
+    assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed after shutdown");
+}
+
+fn shutdown_with_idle_connections_is_prompt(backend: Backend) {
+    let server = start(config(backend).workers(2), |_| Echo);
+    let clients: Vec<_> = (0..20).map(|_| connect(server.local_addr())).collect();
+    eventually(IO_TIMEOUT, "connections registered", || server.stats().connections == 20);
+    let t = std::time::Instant::now();
+    server.wait_after_shutdown();
+    assert!(t.elapsed() < Duration::from_secs(3), "idle connections close at once");
+    drop(clients);
+}
+
+trait WaitAfterShutdown {
+    fn wait_after_shutdown(self);
+}
+
+impl WaitAfterShutdown for pollring::ServerHandle {
+    fn wait_after_shutdown(self) {
+        self.shutdown();
+        self.wait().expect("clean stop");
+    }
+}
+
+on_both_backends!(
+    graceful_shutdown_delivers_queued_output,
+    shutdown_with_idle_connections_is_prompt
+);
