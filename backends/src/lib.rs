@@ -20,8 +20,8 @@ pub mod buf;
 pub mod driver;
 pub mod epoll;
 pub mod net;
-pub mod thread;
 mod sys;
+pub mod thread;
 pub mod uring;
 
 pub use driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};

@@ -14,7 +14,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// # Errors
 /// The error of `socket`, `setsockopt`, `bind` or `listen`, e.g.
 /// `AddrInUse` when another process holds the port without `SO_REUSEPORT`.
-pub fn bind_reuseport(addr: SocketAddr, count: usize, backlog: i32) -> io::Result<Vec<TcpListener>> {
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count.max(1) {

@@ -87,13 +87,16 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         libc::AF_INET => {
             // SAFETY: ss_family says the storage holds a sockaddr_in, which is
             // smaller than sockaddr_storage and has a compatible alignment.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -161,7 +164,6 @@ pub(crate) unsafe fn munmap(ptr: std::ptr::NonNull<u8>, len: usize) {
     // SAFETY: the caller guarantees the region is ours and no longer used.
     unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }
-
 
 /// The running kernel's `(major, minor)` version, from `uname(2)`.
 pub(crate) fn kernel_version() -> Option<(u32, u32)> {

@@ -16,7 +16,8 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: `cpu < CPU_SETSIZE`, checked above, so the bit lies inside `set`.
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // `set` is a valid cpu_set_t of the size passed, read by the kernel only.
-    crate::sys::syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)).map(drop)
+    crate::sys::syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))
+        .map(drop)
 }
 
 /// CPUs this process may run on, in order (`sched_getaffinity`).
@@ -24,7 +25,9 @@ pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // `set` is writable and of the size passed.
-    if crate::sys::syscall!(sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)).is_err() {
+    if crate::sys::syscall!(sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set))
+        .is_err()
+    {
         return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     }
     // SAFETY: CPU_ISSET reads one bit of an initialised set, in range.

@@ -128,7 +128,12 @@ impl Default for Config {
 impl Config {
     /// A builder starting from the defaults.
     pub fn builder() -> ConfigBuilder {
-        ConfigBuilder { config: Config::default() }
+        let config = Config::default();
+        ConfigBuilder {
+            buf_size_raw: config.buf_size.get(),
+            buf_count_raw: config.buf_count.get(),
+            config,
+        }
     }
 
     /// The defaults, overridden by any `POLLRING_*` variable that is set:
@@ -150,6 +155,8 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct ConfigBuilder {
     config: Config,
+    buf_size_raw: usize,
+    buf_count_raw: u32,
 }
 
 macro_rules! setters {
@@ -157,7 +164,7 @@ macro_rules! setters {
         $(
             $(#[$doc])*
             pub fn $name(mut self, $v: $ty) -> Self {
-                let $c = &mut self.config;
+                let $c = &mut self;
                 $set;
                 self
             }
@@ -168,31 +175,31 @@ macro_rules! setters {
 impl ConfigBuilder {
     setters! {
         /// The I/O backend.
-        backend: Backend => |c, v| c.backend = v;
+        backend: Backend => |c, v| c.config.backend = v;
         /// Worker threads (0 means one per allowed CPU).
-        workers: usize => |c, v| c.workers = NonZeroUsize::new(v).unwrap_or(Config::default().workers);
+        workers: usize => |c, v| c.config.workers = NonZeroUsize::new(v).unwrap_or(Config::default().workers);
         /// Pin each worker to its own CPU.
-        pin_cpus: bool => |c, v| c.pin_cpus = v;
-        /// Size of each pool buffer in bytes.
-        buf_size: usize => |c, v| c.buf_size = NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN);
-        /// Buffers per worker pool.
-        buf_count: u32 => |c, v| c.buf_count = NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        pin_cpus: bool => |c, v| c.config.pin_cpus = v;
+        /// Size of each pool buffer in bytes (0 is rejected by `build`).
+        buf_size: usize => |c, v| c.buf_size_raw = v;
+        /// Buffers per worker pool (0 is rejected by `build`).
+        buf_count: u32 => |c, v| c.buf_count_raw = v;
         /// Open connections allowed in all.
-        max_connections: usize => |c, v| c.max_connections = v;
+        max_connections: usize => |c, v| c.config.max_connections = v;
         /// Idle timeout (`None`: never).
-        idle_timeout: Option<Duration> => |c, v| c.idle_timeout = v;
+        idle_timeout: Option<Duration> => |c, v| c.config.idle_timeout = v;
         /// Queued output at which receiving pauses.
-        high_water: usize => |c, v| c.high_water = v;
+        high_water: usize => |c, v| c.config.high_water = v;
         /// Queued output under which receiving resumes.
-        low_water: usize => |c, v| c.low_water = v;
+        low_water: usize => |c, v| c.config.low_water = v;
         /// `listen` backlog.
-        backlog: i32 => |c, v| c.backlog = v;
+        backlog: i32 => |c, v| c.config.backlog = v;
         /// Grace period of a graceful shutdown.
-        shutdown_grace: Duration => |c, v| c.shutdown_grace = v;
+        shutdown_grace: Duration => |c, v| c.config.shutdown_grace = v;
         /// Switches of the epoll backend.
-        epoll: EpollConfig => |c, v| c.epoll = v;
+        epoll: EpollConfig => |c, v| c.config.epoll = v;
         /// Switches of the io_uring backend.
-        uring: UringConfig => |c, v| c.uring = v;
+        uring: UringConfig => |c, v| c.config.uring = v;
     }
 
     /// A builder seeded with [`Config::from_env`]'s variables, to which
@@ -243,8 +250,22 @@ impl ConfigBuilder {
     /// # Errors
     /// [`Error::Config`] saying which value is wrong and why.
     pub fn build(self) -> Result<Config> {
-        let c = self.config;
+        let mut c = self.config;
         let fail = |msg: String| Err(Error::Config(msg));
+        let (Some(size), Some(count)) =
+            (NonZeroUsize::new(self.buf_size_raw), NonZeroU32::new(self.buf_count_raw))
+        else {
+            return fail("buf_size and buf_count must be at least 1".into());
+        };
+        c.buf_size = size;
+        c.buf_count = count;
+        let reserve = c.epoll.recv_reserve.max(c.uring.recv_reserve);
+        if reserve >= count.get() as usize / 2 {
+            return fail(format!(
+                "buf_count {count} leaves too little beyond the receive reserve of {reserve} buffers \
+                 (need more than twice the reserve)"
+            ));
+        }
         if c.buf_count.get() > 65_536 {
             return fail(format!("buf_count {} exceeds 65536", c.buf_count));
         }
@@ -310,6 +331,10 @@ mod tests {
     #[test]
     fn build_rejects_oversized_pool() {
         assert!(Config::builder().buf_count(70_000).build().is_err());
+        assert!(Config::builder().buf_count(0).build().is_err());
+        assert!(Config::builder().buf_size(0).build().is_err());
+        let small = Config::builder().buf_count(100).build().unwrap_err();
+        assert!(small.to_string().contains("receive reserve"), "{small}");
         assert!(Config::builder().idle_timeout(Some(Duration::ZERO)).build().is_err());
     }
 }

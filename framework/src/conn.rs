@@ -167,7 +167,8 @@ impl<'a> Cx<'a> {
         self.io.read_closed
     }
 
-    /// Output bytes written and not yet handed to the kernel.
+    /// Output bytes written and not yet reported sent (held here or by the
+    /// driver, including a send in flight).
     pub fn pending_output(&self) -> usize {
         self.io.pending_output()
     }

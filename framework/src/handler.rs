@@ -29,8 +29,10 @@ pub enum CloseReason {
 /// locks. Its callbacks run on that thread, one at a time.
 ///
 /// Output written through [`Cx::write`] during a callback is collected and
-/// handed to the driver at the end of the turn: one `sendmsg` (epoll) or one
-/// SQE (io_uring) per connection per turn, however many writes were made.
+/// handed to the driver at the end of the turn, however many writes were
+/// made: the epoll driver writes it with one `sendmsg` per connection (more
+/// only past 64 buffers, or when the socket takes less); the io_uring driver
+/// with one send SQE per connection, queued behind a send still in flight.
 ///
 /// A panic in a callback closes that connection (logged with `tracing`);
 /// the worker and every other connection keep going.

@@ -51,3 +51,7 @@ pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
 
 /// The pieces of the backends crate a handler may need.
 pub use pollring_backends::{buf::Chunks, Token};
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+struct ReadmeDoctests;

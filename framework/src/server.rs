@@ -152,16 +152,26 @@ impl Server {
         }
         drop(ready_tx);
         let mut handle = ServerHandle { shared, workers, addr: self.addr, backend };
-        for _ in 0..handle.workers.len() {
-            match ready_rx.recv() {
-                Ok((i, Ok(waker))) => handle.workers[i].waker = Some(waker),
-                Ok((i, Err(source))) => {
-                    handle.shutdown();
-                    let _ = handle.join_all();
-                    return Err(Error::WorkerStart { worker: i, source });
-                }
-                Err(_) => break,
+        // Every worker reports exactly once, or drops its sender by panicking
+        // (e.g. in the handler factory): wait for all before deciding, so a
+        // failure stops every worker that did start.
+        let mut failure = None;
+        let mut reported = 0;
+        while let Ok((i, result)) = ready_rx.recv() {
+            reported += 1;
+            match result {
+                Ok(waker) => handle.workers[i].waker = Some(waker),
+                Err(source) => failure = failure.or(Some(Error::WorkerStart { worker: i, source })),
             }
+        }
+        if reported < handle.workers.len() && failure.is_none() {
+            let i = handle.workers.iter().position(|w| w.waker.is_none()).unwrap_or(0);
+            failure = Some(Error::WorkerPanic(i));
+        }
+        if let Some(error) = failure {
+            handle.shutdown();
+            let _ = handle.join_all();
+            return Err(error);
         }
         tracing::info!(addr = %handle.addr, %backend, workers = handle.workers.len(), "serving");
         Ok(handle)
@@ -239,6 +249,7 @@ impl WorkerStart {
             }
         };
         let _ = ready.send((id.0, Ok(worker.waker())));
+        drop(ready);
         worker.run()
     }
 }

@@ -54,7 +54,10 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     scratch: Vec<u8>,
     wheel: crate::timer::Wheel,
     next_tick: Option<Instant>,
-    /// Set once shutdown began: the instant all connections are forced closed.
+    /// Shutdown began: no accepting, connections close once drained.
+    shutting_down: bool,
+    /// When the grace period ends and remaining connections are forced
+    /// closed; taken once that is done.
     shutdown_deadline: Option<Instant>,
     now: Instant,
     buffered_peak: usize,
@@ -95,6 +98,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             scratch: Vec::new(),
             wheel: crate::timer::Wheel::new(now, tick),
             next_tick: Some(now),
+            shutting_down: false,
             shutdown_deadline: None,
             now,
             buffered_peak: 0,
@@ -111,14 +115,22 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         tracing::debug!(backend = std::any::type_name::<D>(), "worker started");
         let mut events = std::mem::take(&mut self.events);
         loop {
-            if self.shared.stop.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
+            if self.shared.stop.load(Ordering::Acquire) && !self.shutting_down {
                 self.begin_shutdown();
             }
-            if self.shutdown_deadline.is_some() && self.open == 0 {
+            if self.shutting_down && self.open == 0 {
                 break;
             }
             let timeout = self.timeout();
-            self.driver.turn(timeout, &mut events)?;
+            if let Err(error) = self.driver.turn(timeout, &mut events) {
+                // Give back any buffer the failed turn already handed out.
+                for event in events.drain(..) {
+                    if let Event::Recv { buf, .. } = event {
+                        self.driver.pool_mut().free(buf);
+                    }
+                }
+                return Err(error);
+            }
             self.now = Instant::now();
             for event in events.drain(..) {
                 self.on_event(event);
@@ -150,7 +162,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             Event::Eof { token } => {
                 if let Some(slot) = self.slot(token) {
                     slot.io.read_closed = true;
-                    self.mark_data(token);
+                    if slot.io.closing.is_none() && slot.io.close_after_drain.is_none() {
+                        self.mark_data(token);
+                    }
                 }
             }
             Event::Error { token, error } => {
@@ -171,7 +185,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     fn on_accept(&mut self, fd: std::os::fd::OwnedFd, peer: Option<std::net::SocketAddr>) {
-        if self.shutdown_deadline.is_some() || self.open >= self.max_conns {
+        if self.shutting_down || self.open >= self.max_conns {
             tracing::debug!(?peer, open = self.open, "connection refused: at the limit");
             drop(fd);
             return;
@@ -486,6 +500,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             };
         }
         if self.shutdown_deadline.is_some_and(|t| t <= now) {
+            self.shutdown_deadline = None;
             let tokens: Vec<Token> = self.slots.iter().flatten().map(|s| s.io.token).collect();
             if !tokens.is_empty() {
                 tracing::info!(connections = tokens.len(), "grace period over; closing");
@@ -500,6 +515,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     #[cold]
     fn begin_shutdown(&mut self) {
         tracing::debug!(open = self.open, "shutting down");
+        self.shutting_down = true;
         self.shutdown_deadline = Some(self.now + self.config.shutdown_grace);
         for id in self.listeners.drain(..) {
             self.driver.unlisten(id);

@@ -125,8 +125,12 @@ impl Chain {
     ///
     /// # Errors
     /// [`PoolExhausted`] if the pool ran out; the bytes that fitted stay
-    /// appended (the return says how many did not).
-    pub fn extend_from_slice(&mut self, pool: &mut Pool, mut data: &[u8]) -> Result<(), PoolExhausted> {
+    /// appended.
+    pub fn extend_from_slice(
+        &mut self,
+        pool: &mut Pool,
+        mut data: &[u8],
+    ) -> Result<(), PoolExhausted> {
         while !data.is_empty() {
             let n = self.write_with(pool, |spare| {
                 let n = spare.len().min(data.len());
@@ -281,14 +285,32 @@ impl Chain {
         if n == self.len {
             return Ok(std::mem::take(self));
         }
+        // Find out first whether a buffer is cut in two, and get the buffer
+        // its front part needs, so that failing leaves `self` untouched.
+        let mut spare = None;
+        let mut left = n;
+        for chunk in self.chunks(pool) {
+            if left < chunk.len() {
+                if left > 0 {
+                    spare = Some(pool.alloc().ok_or(PoolExhausted)?);
+                }
+                break;
+            }
+            left -= chunk.len();
+        }
         let mut out = Chain::new();
         let mut left = n;
         while left > 0 {
             let m = pool.meta(self.head);
             let have = (m.end - m.start) as usize;
             if left < have {
-                let part = pool.alloc().ok_or(PoolExhausted)?;
-                pool.copy_between(BufId(self.head), m.start as usize..m.start as usize + left, part.id(), 0);
+                let part = spare.take().expect("allocated above for the cut buffer");
+                pool.copy_between(
+                    BufId(self.head),
+                    m.start as usize..m.start as usize + left,
+                    part.id(),
+                    0,
+                );
                 pool.fill(&part, left);
                 pool.meta_mut(self.head).start += left as u32;
                 self.len -= left;
@@ -300,7 +322,7 @@ impl Chain {
             self.head = m.next;
             self.len -= have;
             left -= have;
-            out.push(pool, Buf::from_kernel(BufId(id)));
+            out.push(pool, Buf::from_owned_id(BufId(id)));
         }
         if self.head == NIL {
             self.tail = NIL;
@@ -320,7 +342,10 @@ impl Chain {
     }
 
     /// Ids and byte ranges of the chain's buffers, for building iovecs.
-    pub(crate) fn segments<'p>(&self, pool: &'p Pool) -> impl Iterator<Item = (BufId, u32, u32)> + 'p {
+    pub(crate) fn segments<'p>(
+        &self,
+        pool: &'p Pool,
+    ) -> impl Iterator<Item = (BufId, u32, u32)> + 'p {
         let mut id = self.head;
         std::iter::from_fn(move || {
             if id == NIL {
@@ -472,6 +497,21 @@ mod tests {
         let mut c = Chain::new();
         assert_eq!(c.extend_from_slice(&mut p, b"0123456789"), Err(PoolExhausted));
         assert_eq!(collect(&c, &p), b"01234567");
+        c.clear(&mut p);
+    }
+
+    #[test]
+    fn failed_split_leaves_the_chain_untouched() {
+        let mut p = pool(4, 3);
+        let mut c = Chain::new();
+        c.extend_from_slice(&mut p, b"0123456789").unwrap(); // all 3 buffers
+        assert_eq!(c.split_to(&mut p, 5).unwrap_err(), PoolExhausted);
+        assert_eq!(collect(&c, &p), b"0123456789");
+        assert_eq!(p.in_use(), 3);
+        let whole = c.split_to(&mut p, 8).unwrap(); // on a boundary: no copy needed
+        assert_eq!(collect(&whole, &p), b"01234567");
+        let mut whole = whole;
+        whole.clear(&mut p);
         c.clear(&mut p);
     }
 

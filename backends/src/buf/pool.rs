@@ -54,6 +54,12 @@ impl Buf {
     pub(crate) fn from_kernel(id: BufId) -> Buf {
         Buf { id }
     }
+
+    /// Rebuilds the handle of a buffer the caller owns through some other
+    /// record (a chain unlinking it), once per such buffer.
+    pub(crate) fn from_owned_id(id: BufId) -> Buf {
+        Buf { id }
+    }
 }
 
 impl fmt::Debug for Buf {
@@ -320,16 +326,29 @@ mod tests {
 
 impl Pool {
     /// Copies `src_range` of buffer `src` to offset `dst_at` of buffer `dst`.
-    pub(crate) fn copy_between(&mut self, src: BufId, src_range: std::ops::Range<usize>, dst: BufId, dst_at: usize) {
+    pub(crate) fn copy_between(
+        &mut self,
+        src: BufId,
+        src_range: std::ops::Range<usize>,
+        dst: BufId,
+        dst_at: usize,
+    ) {
         assert!(src != dst, "copy_between needs two different buffers");
-        assert!(src_range.end <= self.buf_size as usize && dst_at + src_range.len() <= self.buf_size as usize);
+        assert!(
+            src_range.end <= self.buf_size as usize
+                && dst_at + src_range.len() <= self.buf_size as usize
+        );
         let from = self.raw_ptr(src);
         let to = self.raw_ptr(dst);
         // SAFETY: both ranges lie inside their own buffer (asserted above) and
         // two different buffers never overlap; `&mut self` excludes any other
         // reference into the mapping during the copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(from.add(src_range.start), to.add(dst_at), src_range.len())
+            std::ptr::copy_nonoverlapping(
+                from.add(src_range.start),
+                to.add(dst_at),
+                src_range.len(),
+            )
         };
     }
 }

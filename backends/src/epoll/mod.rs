@@ -121,9 +121,11 @@ pub struct Epoll {
     pool: Pool,
 }
 
-// SAFETY: the iovecs in `iov` hold raw pointers into `pool`, which moves
-// with the driver; they are rebuilt before every use, never dereferenced
-// across threads, and the driver is used from one thread at a time.
+// SAFETY: the raw pointers the driver holds are the pool's mapping (owned by
+// the pool, which moves with the driver and is not shared) and the iovecs in
+// `iov`, which point into that mapping and are rebuilt before every use. No
+// pointer is shared with another thread, and `&mut self` methods serialise
+// all use, so moving the whole driver to another thread is sound.
 unsafe impl Send for Epoll {}
 
 impl std::fmt::Debug for Epoll {
@@ -146,7 +148,13 @@ impl Epoll {
         // SAFETY: epoll_create1 just returned this descriptor; nobody else owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
         let wake_fd = Arc::new(sys::eventfd()?);
-        ctl(&epfd, libc::EPOLL_CTL_ADD, wake_fd.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, WAKER_KEY)?;
+        ctl(
+            &epfd,
+            libc::EPOLL_CTL_ADD,
+            wake_fd.as_raw_fd(),
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            WAKER_KEY,
+        )?;
         Ok(Epoll {
             epfd,
             wake_fd,
@@ -242,7 +250,8 @@ impl Epoll {
                 // SAFETY: `start..end` lies inside buffer `id` of the pool
                 // (chain invariant), so the pointer is in bounds.
                 let base = unsafe { self.pool.raw_ptr(id).add(start as usize) };
-                self.iov.push(libc::iovec { iov_base: base.cast(), iov_len: (end - start) as usize });
+                self.iov
+                    .push(libc::iovec { iov_base: base.cast(), iov_len: (end - start) as usize });
                 total += (end - start) as usize;
             }
             self.stats.syscalls += 1;
@@ -267,7 +276,9 @@ impl Epoll {
         if want_out != conn.want_out {
             let events = if want_out { CONN_EVENTS | libc::EPOLLOUT as u32 } else { CONN_EVENTS };
             self.stats.syscalls += 1;
-            if let Err(error) = ctl(&self.epfd, libc::EPOLL_CTL_MOD, conn.fd.as_raw_fd(), events, token.as_u64()) {
+            if let Err(error) =
+                ctl(&self.epfd, libc::EPOLL_CTL_MOD, conn.fd.as_raw_fd(), events, token.as_u64())
+            {
                 out.push(Event::Error { token, error });
             }
             conn.want_out = want_out;
@@ -344,11 +355,15 @@ impl Epoll {
             self.flush(token, out);
         }
         let Some(conn) = self.conn(token) else { return };
-        let read_flags = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        let read_flags =
+            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         if flags & read_flags != 0 {
             conn.readable = true;
             conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
-            self.recv(token, out);
+            // Already queued for a carry-over read: one budget per turn.
+            if !conn.in_ready {
+                self.recv(token, out);
+            }
         }
     }
 }
@@ -380,7 +395,13 @@ impl Driver for Epoll {
     fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
         let entry = self.listeners.vacant_entry();
         let key = entry.key();
-        ctl(&self.epfd, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, LISTENER_BIT | key as u64)?;
+        ctl(
+            &self.epfd,
+            libc::EPOLL_CTL_ADD,
+            listener.as_raw_fd(),
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            LISTENER_BIT | key as u64,
+        )?;
         entry.insert(Listener { socket: listener, retry_at: None });
         Ok(ListenerId(key as u32))
     }
@@ -421,7 +442,9 @@ impl Driver for Epoll {
     }
 
     fn send(&mut self, token: Token, data: Chain) {
-        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing) else {
+        let Some(conn) =
+            self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing)
+        else {
             let mut data = data;
             data.clear(&mut self.pool);
             return;
@@ -458,7 +481,9 @@ impl Driver for Epoll {
     }
 
     fn close(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing) else {
+        let Some(conn) =
+            self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing)
+        else {
             return;
         };
         conn.closing = true;
@@ -538,7 +563,8 @@ impl Epoll {
         let cap = self.events.capacity();
         // The kernel writes at most `cap` events into the vector's spare
         // capacity, which is valid for that many writes.
-        match syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap as i32, ms)) {
+        match syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap as i32, ms))
+        {
             Ok(n) => {
                 // SAFETY: epoll_wait initialised the first `n <= cap` entries.
                 unsafe { self.events.set_len(n as usize) };

@@ -1,0 +1,291 @@
+//! The `Driver` contract (see `backends/src/driver.rs`), checked the same way
+//! on every driver: each test is generic over the driver and emitted once per
+//! backend (`epoll::NAME`, `uring::NAME`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::{Duration, Instant};
+
+use pollring_backends::buf::{Chain, Pool};
+use pollring_backends::epoll::{Epoll, EpollConfig};
+use pollring_backends::uring::{Uring, UringConfig};
+use pollring_backends::{net, Driver, Event, Token};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn pool(buf_size: usize, count: u32) -> Pool {
+    Pool::new(NonZeroUsize::new(buf_size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
+}
+
+trait Make: Driver + Sized {
+    fn make(pool: Pool) -> Self;
+}
+
+impl Make for Epoll {
+    fn make(pool: Pool) -> Self {
+        Epoll::new(pool, &EpollConfig::default()).expect("epoll driver")
+    }
+}
+
+impl Make for Uring {
+    fn make(pool: Pool) -> Self {
+        Uring::new(pool, &UringConfig::default()).expect(
+            "io_uring driver (set POLLRING_NO_URING=1 only where io_uring is really unavailable)",
+        )
+    }
+}
+
+macro_rules! on_both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod epoll { $( #[test] fn $name() { super::$name::<pollring_backends::epoll::Epoll>() } )* }
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if let Ok(v) = std::env::var("POLLRING_NO_URING") {
+                        if !v.is_empty() && v != "0" {
+                            eprintln!("!!! SKIPPED uring::{}: POLLRING_NO_URING={v}", stringify!($name));
+                            return;
+                        }
+                    }
+                    super::$name::<pollring_backends::uring::Uring>()
+                }
+            )*
+        }
+    };
+}
+
+/// A driver with one listener on 127.0.0.1:0.
+fn listening<D: Make>(pool: Pool) -> (D, SocketAddr) {
+    let mut d = D::make(pool);
+    let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap().remove(0);
+    let addr = l.local_addr().unwrap();
+    d.listen(l).unwrap();
+    (d, addr)
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s
+}
+
+/// Turns until `f` says stop, with every event passed to it.
+fn turn_until<D: Driver>(d: &mut D, what: &str, mut f: impl FnMut(&mut D, Event) -> bool) {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        d.turn(Some(Duration::from_millis(50)), &mut events).unwrap();
+        let mut done = false;
+        for ev in events.drain(..) {
+            done |= f(d, ev);
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Accepts one connection and registers it.
+fn accept_one<D: Driver>(d: &mut D) -> Token {
+    let mut token = None;
+    turn_until(d, "accept", |d, ev| match ev {
+        Event::Accepted { fd, .. } => {
+            token = Some(d.add(fd).unwrap());
+            true
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    token.unwrap()
+}
+
+fn free_event<D: Driver>(d: &mut D, ev: Event) {
+    if let Event::Recv { buf, .. } = ev {
+        d.pool_mut().free(buf);
+    }
+}
+
+/// Edge-triggered or not, bytes that arrived are reported once and nothing
+/// more is reported until new bytes arrive.
+fn recv_reports_bytes_once<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 256));
+    let mut c = client(addr);
+    let t = accept_one(&mut d);
+    c.write_all(b"hello").unwrap();
+    let mut got = Vec::new();
+    turn_until(&mut d, "5 bytes", |d, ev| match ev {
+        Event::Recv { token, buf } => {
+            assert_eq!(token, t);
+            got.extend_from_slice(d.pool().data(&buf));
+            d.pool_mut().free(buf);
+            got.len() == 5
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(got, b"hello");
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        d.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+    }
+    assert!(events.is_empty(), "no event without new bytes: {events:?}");
+    c.write_all(b"!").unwrap();
+    turn_until(&mut d, "the new byte", |d, ev| {
+        let is_recv = matches!(ev, Event::Recv { .. });
+        free_event(d, ev);
+        is_recv
+    });
+}
+
+/// `Sent` events add up to what was sent, and the peer gets it in order.
+fn sent_adds_up_and_arrives_in_order<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 1024));
+    let mut c = client(addr);
+    let t = accept_one(&mut d);
+    let mut expected = Vec::new();
+    for i in 0..50u32 {
+        let mut chain = Chain::new();
+        let part: Vec<u8> = (0..10_000u32).map(|j| (i * 7 + j) as u8).collect();
+        chain.extend_from_slice(d.pool_mut(), &part).unwrap();
+        expected.extend_from_slice(&part);
+        d.send(t, chain);
+    }
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0; 500_000];
+        c.read_exact(&mut got).unwrap();
+        got
+    });
+    let mut sent = 0;
+    turn_until(&mut d, "all Sent", |_, ev| match ev {
+        Event::Sent { token, bytes } => {
+            assert_eq!(token, t);
+            sent += bytes;
+            sent == 500_000
+        }
+        // The reader closes once it has everything; that may share the turn.
+        Event::Eof { .. } => false,
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(reader.join().unwrap() == expected);
+}
+
+/// After `close`, exactly one `Closed` and nothing else; every buffer back.
+fn close_emits_one_closed_and_frees_buffers<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 512));
+    let idle = d.pool().in_use();
+    let c = client(addr);
+    let t = accept_one(&mut d);
+    // Output the peer never reads, so some is still queued at close.
+    let mut chain = Chain::new();
+    chain.extend_from_slice(d.pool_mut(), &vec![7u8; 1 << 20]).unwrap();
+    d.send(t, chain);
+    let mut events = Vec::new();
+    d.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+    for ev in events.drain(..) {
+        free_event(&mut d, ev);
+    }
+    d.close(t);
+    let mut closed = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) || closed == 0 {
+        assert!(start.elapsed() < LIMIT, "no Closed");
+        d.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+        for ev in events.drain(..) {
+            match ev {
+                Event::Closed { token } => {
+                    assert_eq!(token, t);
+                    closed += 1;
+                }
+                other => panic!("nothing but Closed after close: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(closed, 1);
+    let mut events = Vec::new();
+    d.turn(Some(Duration::ZERO), &mut events).unwrap();
+    assert_eq!(d.pool().in_use(), idle, "buffers of the closed connection returned");
+    drop(c);
+}
+
+/// Paused connections get no new bytes; resume delivers them all, in order.
+fn pause_and_resume_lose_nothing<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(1024, 512));
+    let mut c = client(addr);
+    let t = accept_one(&mut d);
+    d.pause_recv(t);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut got = Vec::new();
+    let mut events = Vec::new();
+    // Completions already under way may still arrive; then silence.
+    c.write_all(&data).unwrap();
+    for _ in 0..10 {
+        d.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+        for ev in events.drain(..) {
+            if let Event::Recv { buf, .. } = ev {
+                got.extend_from_slice(d.pool().data(&buf));
+                d.pool_mut().free(buf);
+            }
+        }
+    }
+    let during_pause = got.len();
+    d.turn(Some(Duration::from_millis(50)), &mut events).unwrap();
+    assert!(events.is_empty(), "paused: no further receive ({} bytes before)", during_pause);
+    assert!(during_pause < data.len(), "pause must hold data back");
+    d.resume_recv(t);
+    turn_until(&mut d, "the rest after resume", |d, ev| match ev {
+        Event::Recv { buf, .. } => {
+            got.extend_from_slice(d.pool().data(&buf));
+            d.pool_mut().free(buf);
+            got.len() == data.len()
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(got == data, "no byte lost or reordered across pause/resume");
+}
+
+/// A waker from another thread ends a blocked turn.
+fn waker_ends_a_blocked_turn<D: Make>() {
+    let mut d = D::make(pool(4096, 16));
+    let w = d.waker();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        w.wake().unwrap();
+    });
+    let start = Instant::now();
+    turn_until(&mut d, "wake", |_, ev| matches!(ev, Event::Wake));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    t.join().unwrap();
+}
+
+/// A peer that half-closes produces `Eof` after its bytes.
+fn eof_follows_the_last_bytes<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 256));
+    let mut c = client(addr);
+    let t = accept_one(&mut d);
+    c.write_all(b"last words").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    turn_until(&mut d, "eof", |d, ev| match ev {
+        Event::Recv { buf, .. } => {
+            got.extend_from_slice(d.pool().data(&buf));
+            d.pool_mut().free(buf);
+            false
+        }
+        Event::Eof { token } => {
+            assert_eq!(token, t);
+            true
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(got, b"last words");
+}
+
+on_both_drivers!(
+    recv_reports_bytes_once,
+    sent_adds_up_and_arrives_in_order,
+    close_emits_one_closed_and_frees_buffers,
+    pause_and_resume_lose_nothing,
+    waker_ends_a_blocked_turn,
+    eof_follows_the_last_bytes,
+);
