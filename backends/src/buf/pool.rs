@@ -275,6 +275,35 @@ impl Drop for Pool {
     }
 }
 
+impl Pool {
+    /// Copies `src_range` of buffer `src` to offset `dst_at` of buffer `dst`.
+    pub(crate) fn copy_between(
+        &mut self,
+        src: BufId,
+        src_range: std::ops::Range<usize>,
+        dst: BufId,
+        dst_at: usize,
+    ) {
+        assert!(src != dst, "copy_between needs two different buffers");
+        assert!(
+            src_range.end <= self.buf_size as usize
+                && dst_at + src_range.len() <= self.buf_size as usize
+        );
+        let from = self.raw_ptr(src);
+        let to = self.raw_ptr(dst);
+        // SAFETY: both ranges lie inside their own buffer (asserted above) and
+        // two different buffers never overlap; `&mut self` excludes any other
+        // reference into the mapping during the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                from.add(src_range.start),
+                to.add(dst_at),
+                src_range.len(),
+            )
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,34 +350,5 @@ mod tests {
     fn rejects_oversized_pools() {
         let err = Pool::new(NonZeroUsize::new(64).unwrap(), NonZeroU32::new(70_000).unwrap());
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
-    }
-}
-
-impl Pool {
-    /// Copies `src_range` of buffer `src` to offset `dst_at` of buffer `dst`.
-    pub(crate) fn copy_between(
-        &mut self,
-        src: BufId,
-        src_range: std::ops::Range<usize>,
-        dst: BufId,
-        dst_at: usize,
-    ) {
-        assert!(src != dst, "copy_between needs two different buffers");
-        assert!(
-            src_range.end <= self.buf_size as usize
-                && dst_at + src_range.len() <= self.buf_size as usize
-        );
-        let from = self.raw_ptr(src);
-        let to = self.raw_ptr(dst);
-        // SAFETY: both ranges lie inside their own buffer (asserted above) and
-        // two different buffers never overlap; `&mut self` excludes any other
-        // reference into the mapping during the copy.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                from.add(src_range.start),
-                to.add(dst_at),
-                src_range.len(),
-            )
-        };
     }
 }

@@ -1,8 +1,87 @@
-//! The io_uring driver (being written; see `UringConfig` for its switches).
+//! The io_uring driver: completion-native, one ring per worker.
+//!
+//! # How it keeps the [`Driver`] contract
+//!
+//! * **Accepts**: one multishot `ACCEPT` per listener. A completion without
+//!   `IORING_CQE_F_MORE` re-arms it at the next turn. `EMFILE`, `ENFILE`,
+//!   `ENOBUFS` and `ENOMEM` are reported as [`Event::AcceptError`]; the
+//!   accept is then re-armed only after a 10 ms `TIMEOUT` (no busy loop).
+//! * **Receives**: one multishot `RECV` per connection, with buffer select
+//!   from a provided buffer ring ([`bufring`]) whose buffers are pool buffers
+//!   (bid = buffer index). Each completion's buffer becomes an
+//!   [`Event::Recv`]. The ring is topped up from the pool at the start of each
+//!   turn, leaving [`UringConfig::recv_reserve`] buffers for writers.
+//!   `-ENOBUFS` (ring empty) ends the multishot without consuming a byte: the
+//!   connection is *starved* and re-armed at a later turn once the ring has
+//!   buffers again, so no byte is lost or reordered. Any multishot that ends
+//!   (no `F_MORE`) while the connection still wants data is re-armed.
+//!   With [`UringConfig::recv_bundle`], one completion covers several
+//!   consecutive ring entries; each buffer is its own `Recv`, in order.
+//! * **Sends**: the driver owns two chains per connection: `out` (queued by
+//!   [`Driver::send`]) and `inflight` (lent to the kernel). At each turn, a
+//!   connection with output and no send in flight moves `out` behind
+//!   `inflight` and submits one `SEND` (one segment) or `SENDMSG` (up to 64
+//!   iovecs, kept in a boxed, reused `msghdr` until the completion), with
+//!   `MSG_NOSIGNAL`. New data queues in `out`, never in the buffers the
+//!   kernel reads. A short send leaves the rest in `inflight` for the next turn.
+//! * **Close**: unsent output is freed at once; in-flight operations are
+//!   cancelled with one `ASYNC_CANCEL` matching every request on the fd.
+//!   Each connection counts its operations in flight; [`Event::Closed`] is
+//!   emitted when the last final completion arrives, then the descriptor is
+//!   closed and the slot freed. Buffers received for a closing connection go
+//!   straight back to the pool.
+//! * **Tokens and `user_data`**: slots come from a [`Slab`]; each slot keeps a
+//!   generation, bumped when it is freed. `user_data` packs the operation
+//!   kind, the slot and 24 bits of the generation.
+//! * **Waker**: an eventfd with a multishot `POLL_ADD`; a completion is an
+//!   [`Event::Wake`] and drains the counter.
+//! * **Turn**: prepare (refill the buffer ring, submit cancels, re-arm,
+//!   flush sends: SQEs only), one `io_uring_enter` that submits and waits,
+//!   then reap every completion. With `IORING_FEAT_NODROP`, completions that
+//!   did not fit the CQ wait in the kernel; the CQ-overflow flag makes us
+//!   flush them and reap again, so none is lost. A full SQ is submitted to
+//!   make room; no SQE is dropped.
+//! * **Drop**: every operation is cancelled and its completion awaited
+//!   (bounded), the buffer ring is unregistered, and only then is the pool
+//!   unmapped. If the kernel does not finish in time, the memory is leaked
+//!   rather than freed under it.
+//!
+//! The ring is set up with `SINGLE_ISSUER | DEFER_TASKRUN` when the kernel
+//! takes it (see [`probe`]), so the driver must stay on the thread that
+//! created it; it is not `Send`.
 
+mod bufring;
+mod complete;
+mod conn;
+mod probe;
+mod submit;
+
+use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::buf::Pool;
+use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
+use io_uring::{opcode, IoUring};
+use slab::Slab;
+
+use crate::buf::{Chain, Pool};
+use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
+use crate::sys;
+
+use bufring::BufRing;
+use complete::Cqe;
+use conn::{user_data, Conn, Listener, Op, SendMsgState, ShutdownState};
+pub use probe::{probe, UringError, NO_URING_ENV};
+
+/// How long an accept waits after a resource error before it is re-armed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How long `Drop` waits for cancelled operations to finish.
+const DROP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Switches of the io_uring driver. Defaults are the measured best.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +99,7 @@ pub struct UringConfig {
     /// Receive several buffers per completion (recv bundles), if the kernel has them.
     pub recv_bundle: bool,
     /// Use `SEND_ZC` for sends of at least this many bytes. `None`: off.
+    /// (Not implemented yet: sends use `SEND`/`SENDMSG` either way.)
     pub send_zc_threshold: Option<usize>,
     /// Buffers kept out of the receive path so writes can still get one.
     pub recv_reserve: usize,
@@ -39,71 +119,506 @@ impl Default for UringConfig {
     }
 }
 
-/// Why io_uring cannot be used here.
-#[derive(Debug)]
-pub enum UringError {
-    /// Placeholder until the driver lands.
-    NotBuilt,
+/// Counters of io_uring-specific events, for tests and tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UringCounters {
+    /// Receives that found the buffer ring empty (`ENOBUFS`).
+    pub recv_starved: u64,
+    /// Multishot receives re-armed after they ended (starved, CQ overflow, ...).
+    pub recv_rearmed: u64,
+    /// Times the CQ overflowed and the kernel's backlog was flushed.
+    pub cq_overflows: u64,
+    /// Buffers that arrived as the second or later buffer of a recv bundle.
+    pub bundled_bufs: u64,
 }
 
-impl std::fmt::Display for UringError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("io_uring backend not built yet")
-    }
+/// A cancellation to submit at the next turn.
+#[derive(Clone, Copy, Debug)]
+enum Cancel {
+    /// The request with this `user_data`.
+    Op(u64),
+    /// Every request on the descriptor of connection (slot, generation).
+    Conn(usize, u32),
 }
 
-impl std::error::Error for UringError {}
-
-/// Checks that io_uring can run here.
-pub fn probe(_config: &UringConfig) -> Result<(), UringError> {
-    Err(UringError::NotBuilt)
+/// The io_uring driver. See the [module docs](self).
+pub struct Uring {
+    // Declared first: dropped before the memory the kernel may touch.
+    ring: IoUring,
+    bufring: BufRing,
+    conns: Slab<Conn>,
+    /// Generation of each slot of `conns`, bumped when the slot is freed.
+    generations: Vec<u32>,
+    listeners: Slab<Listener>,
+    waker_fd: Arc<OwnedFd>,
+    wake_armed: bool,
+    /// Connections whose receive may need arming (starved ones stay here).
+    rearm: Vec<usize>,
+    /// Connections whose output may need flushing.
+    flush: Vec<usize>,
+    /// Listeners whose accept (or back-off) may need arming.
+    accepts: Vec<usize>,
+    cancels: Vec<Cancel>,
+    /// Closing connections with no operation left: `Closed` is due.
+    finished: Vec<usize>,
+    /// Slots whose `Closed` went out last turn: released at the start of the
+    /// next turn, after the caller has seen `Closed`, so that an `Accepted`
+    /// earlier in the same batch cannot be given the slot of a connection the
+    /// caller still holds.
+    reclaim: Vec<usize>,
+    /// Completions copied out of the CQ, waiting to be handled.
+    cqes: Vec<Cqe>,
+    /// Reusable `sendmsg` headers. Boxed: a connection parks one (by
+    /// pointer-stable box) while its send is in flight.
+    #[allow(clippy::vec_box)]
+    iov_free: Vec<Box<SendMsgState>>,
+    /// The accept back-off delay (a `TIMEOUT` reads it).
+    backoff_ts: Box<Timespec>,
+    /// Operations in flight (final completion outstanding), cancels excluded.
+    ops: u64,
+    bundle: bool,
+    recv_reserve: usize,
+    sqpoll: bool,
+    stats: DriverStats,
+    counters: UringCounters,
+    // Declared last and dropped by hand in `Drop`, after the kernel is done.
+    pool: ManuallyDrop<Pool>,
 }
 
 impl Uring {
-    /// Builds the ring.
-    pub fn new(_pool: Pool, _config: &UringConfig) -> Result<Uring, UringError> {
-        Err(UringError::NotBuilt)
+    /// Builds the ring, registers the buffer ring and fills it from `pool`.
+    ///
+    /// The driver owns the pool from now on (see [`Driver::pool`]); it frees
+    /// it after the kernel can no longer touch it.
+    ///
+    /// # Errors
+    /// A [`UringError`] naming why io_uring cannot be used (see [`probe`]).
+    pub fn new(pool: Pool, config: &UringConfig) -> Result<Uring, UringError> {
+        probe::check_config(config)?;
+        let ring = probe::build_ring(config.entries, config.cq_entries, config.sqpoll_idle_ms)?;
+        probe::check_ring(&ring)?;
+        let bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
+        if config.recv_bundle && !bundle {
+            tracing::warn!("recv bundles requested but the kernel lacks them; receiving one buffer per completion");
+        }
+        if config.send_zc_threshold.is_some() {
+            tracing::warn!("SEND_ZC is not implemented yet; sending with SEND/SENDMSG");
+        }
+        let waker_fd = sys::eventfd()
+            .map_err(|source| UringError::Setup { step: "creating the waker eventfd", source })?;
+        let mut bufring = BufRing::new(config.buf_ring_entries, pool.capacity())
+            .map_err(|source| UringError::Setup { step: "mapping the buffer ring", source })?;
+        bufring.register(&ring.submitter()).map_err(|source| match source.raw_os_error() {
+            Some(libc::EINVAL) => UringError::MissingFeature(
+                "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
+            ),
+            _ => UringError::Setup { step: "registering the buffer ring", source },
+        })?;
+        let sqpoll = ring.params().is_setup_sqpoll();
+        let cq_entries = ring.params().cq_entries() as usize;
+        let mut uring = Uring {
+            ring,
+            bufring,
+            conns: Slab::new(),
+            generations: Vec::new(),
+            listeners: Slab::new(),
+            waker_fd: Arc::new(waker_fd),
+            wake_armed: false,
+            rearm: Vec::new(),
+            flush: Vec::new(),
+            accepts: Vec::new(),
+            cancels: Vec::new(),
+            finished: Vec::new(),
+            reclaim: Vec::new(),
+            cqes: Vec::with_capacity(cq_entries),
+            iov_free: Vec::new(),
+            backoff_ts: Box::new(timespec(ACCEPT_BACKOFF)),
+            ops: 0,
+            bundle,
+            recv_reserve: config.recv_reserve,
+            sqpoll,
+            stats: DriverStats::default(),
+            counters: UringCounters::default(),
+            pool: ManuallyDrop::new(pool),
+        };
+        uring.refill();
+        Ok(uring)
+    }
+
+    /// Buffers lent to the kernel in the provided buffer ring right now (at
+    /// most; some may be on their way back in completions not yet reaped).
+    ///
+    /// `pool().in_use()` minus this is what the caller and the send queues hold.
+    pub fn ring_buffers(&self) -> usize {
+        self.bufring.len()
+    }
+
+    /// Counters of io_uring-specific events.
+    pub fn counters(&self) -> UringCounters {
+        self.counters
+    }
+
+    /// Whether the ring receives with recv bundles (asked for and supported).
+    pub fn recv_bundles(&self) -> bool {
+        self.bundle
+    }
+
+    /// The connection behind `token`, unless stale or closing.
+    fn live(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(token.index())
+            .filter(|c| c.generation == token.generation() && !c.closing)
+    }
+
+    /// One `io_uring_enter`: submits every queued SQE and, if `want` is 1,
+    /// waits up to `timeout` for a completion.
+    fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
+        self.stats.syscalls += 1;
+        let res = match (want, timeout) {
+            (0, _) => self.submit_and_get_events(),
+            (_, None) => self.ring.submitter().submit_and_wait(want),
+            (_, Some(d)) => {
+                let ts = timespec(d);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            }
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // A signal or the timeout: an empty wait.
+                Some(libc::EINTR) | Some(libc::ETIME) => Ok(()),
+                // Overflowed completions must be reaped first; `reap` does,
+                // and its flush submits what is still queued.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Submits and collects ready completions without waiting (with
+    /// `DEFER_TASKRUN`, completions are only posted by an enter that asks).
+    fn submit_and_get_events(&mut self) -> io::Result<usize> {
+        let mut sq = self.ring.submission();
+        let to_submit = sq.len() as u32;
+        let mut flags = io_uring::EnterFlags::GETEVENTS.bits();
+        if self.sqpoll {
+            sq.sync();
+            if sq.need_wakeup() {
+                flags |= io_uring::EnterFlags::SQ_WAKEUP.bits();
+            }
+        }
+        drop(sq);
+        // SAFETY: no extended argument is passed (None with flags lacking
+        // EXT_ARG); every queued SQE was pushed under `push`'s contract.
+        unsafe { self.ring.submitter().enter::<libc::sigset_t>(to_submit, 0, flags, None) }
+    }
+
+    /// Reaps every completion into `out`, flushing CQ overflow until none is
+    /// left behind in the kernel.
+    fn reap(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
+        loop {
+            self.collect_cqes();
+            let mut cqes = std::mem::take(&mut self.cqes);
+            for cqe in cqes.drain(..) {
+                self.complete(cqe, out);
+            }
+            self.cqes = cqes;
+            if !self.ring.submission().cq_overflow() {
+                return Ok(());
+            }
+            self.flush_overflow()?;
+        }
+    }
+
+    /// Copies the CQ into `self.cqes` (handled later, in order).
+    fn collect_cqes(&mut self) {
+        self.cqes.extend(self.ring.completion().map(|e| Cqe::from(&e)));
+    }
+
+    /// Completions overflowed the CQ: ask the kernel to move them in.
+    #[cold]
+    fn flush_overflow(&mut self) -> io::Result<()> {
+        tracing::debug!("io_uring CQ overflowed; flushing the kernel's backlog");
+        self.counters.cq_overflows += 1;
+        self.stats.syscalls += 1;
+        match self.submit_and_get_events() {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Emits `Closed` for every closing connection with nothing in flight.
+    /// The slot itself is released by [`Uring::reclaim`] at the next turn.
+    fn finish_closes(&mut self, out: &mut Vec<Event>) {
+        while let Some(index) = self.finished.pop() {
+            let Some(conn) = self.conns.get_mut(index) else { continue };
+            if conn.reported_closed {
+                continue;
+            }
+            conn.reported_closed = true;
+            out.push(Event::Closed { token: Token::new(index as u32, conn.generation) });
+            self.reclaim.push(index);
+        }
+    }
+
+    /// Closes the descriptors and frees the slots of connections whose
+    /// `Closed` the caller has had.
+    fn reclaim(&mut self) {
+        for index in self.reclaim.drain(..) {
+            let Some(conn) = self.conns.try_remove(index) else { continue };
+            let Conn { fd, generation, out: mut queued, mut inflight, iov, .. } = conn;
+            queued.clear(&mut self.pool);
+            inflight.clear(&mut self.pool);
+            if let Some(state) = iov {
+                self.iov_free.push(state);
+            }
+            self.generations[index] = generation.wrapping_add(1);
+            drop(fd);
+            self.stats.syscalls += 1;
+        }
+    }
+
+    /// Cancels every operation and waits (bounded) for their completions.
+    /// Returns whether the kernel holds nothing of ours any more.
+    #[cold]
+    fn cancel_everything(&mut self) -> bool {
+        for (_, conn) in self.conns.iter_mut() {
+            conn.closing = true;
+            conn.out.clear(&mut self.pool);
+            if !conn.sending {
+                conn.inflight.clear(&mut self.pool);
+            }
+        }
+        for (_, listener) in self.listeners.iter_mut() {
+            listener.closing = true;
+        }
+        if self.ops == 0 {
+            return true;
+        }
+        let sqe = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(user_data(
+            Op::Cancel,
+            0,
+            0,
+        ));
+        // SAFETY: a cancel carries no pointer into our memory.
+        if unsafe { self.push(&sqe) }.is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + DROP_DEADLINE;
+        let mut events = Vec::new();
+        while self.ops > 0 && Instant::now() < deadline {
+            let ts = timespec(Duration::from_millis(50));
+            let args = SubmitArgs::new().timespec(&ts);
+            if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+                if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME | libc::EBUSY)) {
+                    break;
+                }
+            }
+            if self.reap(&mut events).is_err() {
+                break;
+            }
+            self.finish_closes(&mut events);
+            for event in events.drain(..) {
+                if let Event::Recv { buf, .. } = event {
+                    self.pool.free(buf);
+                }
+            }
+        }
+        self.ops == 0
     }
 }
 
-impl crate::Driver for Uring {
+/// A `Duration` as the kernel's timespec.
+fn timespec(d: Duration) -> Timespec {
+    Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos())
+}
+
+impl Driver for Uring {
     fn pool(&self) -> &Pool {
-        &self._pool
+        &self.pool
     }
+
     fn pool_mut(&mut self) -> &mut Pool {
-        &mut self._pool
+        &mut self.pool
     }
-    fn listen(&mut self, _: std::net::TcpListener) -> io::Result<crate::ListenerId> {
-        unreachable!()
+
+    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
+        let key = self.listeners.insert(Listener::new(listener));
+        self.accepts.push(key);
+        Ok(ListenerId(key as u32))
     }
-    fn unlisten(&mut self, _: crate::ListenerId) {}
-    fn add(&mut self, _: std::os::fd::OwnedFd) -> io::Result<crate::Token> {
-        unreachable!()
+
+    fn unlisten(&mut self, id: ListenerId) {
+        let key = id.0 as usize;
+        let Some(listener) = self.listeners.get_mut(key) else { return };
+        if listener.closing {
+            return;
+        }
+        listener.closing = true;
+        if listener.ops == 0 {
+            self.listeners.remove(key);
+            self.stats.syscalls += 1;
+            return;
+        }
+        if listener.armed {
+            self.cancels.push(Cancel::Op(user_data(Op::Accept, key, 0)));
+        }
+        if listener.backoff_armed {
+            self.cancels.push(Cancel::Op(user_data(Op::AcceptBackoff, key, 0)));
+        }
     }
-    fn send(&mut self, _: crate::Token, _: crate::buf::Chain) {
-        unreachable!()
+
+    fn add(&mut self, fd: OwnedFd) -> io::Result<Token> {
+        let index = self.conns.vacant_key();
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        let generation = self.generations[index];
+        let mut conn = Conn::new(fd, generation);
+        conn.rearm_queued = true;
+        self.conns.insert(conn);
+        self.rearm.push(index);
+        Ok(Token::new(index as u32, generation))
     }
-    fn shutdown_write(&mut self, _: crate::Token) {}
-    fn pause_recv(&mut self, _: crate::Token) {}
-    fn resume_recv(&mut self, _: crate::Token) {}
-    fn close(&mut self, _: crate::Token) {}
-    fn waker(&self) -> crate::Waker {
-        unreachable!()
+
+    fn send(&mut self, token: Token, mut data: Chain) {
+        let index = token.index();
+        let Some(conn) = self
+            .conns
+            .get_mut(index)
+            .filter(|c| c.generation == token.generation() && !c.closing && !c.send_failed)
+        else {
+            data.clear(&mut self.pool);
+            return;
+        };
+        conn.out.append(&mut self.pool, data);
+        if !conn.flush_queued {
+            conn.flush_queued = true;
+            self.flush.push(index);
+        }
     }
-    fn turn(
-        &mut self,
-        _: Option<std::time::Duration>,
-        _: &mut Vec<crate::Event>,
-    ) -> io::Result<()> {
-        unreachable!()
+
+    fn shutdown_write(&mut self, token: Token) {
+        let Some(conn) = self.live(token) else { return };
+        if conn.shutdown != ShutdownState::No {
+            return;
+        }
+        conn.shutdown = ShutdownState::Pending;
+        if !conn.flush_queued {
+            conn.flush_queued = true;
+            self.flush.push(token.index());
+        }
     }
-    fn stats(&self) -> crate::DriverStats {
-        Default::default()
+
+    fn pause_recv(&mut self, token: Token) {
+        let Some(conn) = self.live(token) else { return };
+        if conn.paused {
+            return;
+        }
+        conn.paused = true;
+        if conn.recv_armed {
+            let ud = user_data(Op::Recv, token.index(), token.generation());
+            self.cancels.push(Cancel::Op(ud));
+        }
+    }
+
+    fn resume_recv(&mut self, token: Token) {
+        let Some(conn) = self.live(token) else { return };
+        conn.paused = false;
+        if conn.wants_recv() && !conn.rearm_queued {
+            conn.rearm_queued = true;
+            self.rearm.push(token.index());
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        let index = token.index();
+        let Some(conn) = self.live(token) else { return };
+        conn.closing = true;
+        let (ops, sending) = (conn.ops, conn.sending);
+        let mut queued = std::mem::take(&mut conn.out);
+        let mut inflight = if sending { Chain::new() } else { std::mem::take(&mut conn.inflight) };
+        queued.clear(&mut self.pool);
+        inflight.clear(&mut self.pool);
+        if ops == 0 {
+            self.finished.push(index);
+        } else {
+            self.cancels.push(Cancel::Conn(index, token.generation()));
+        }
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(Arc::clone(&self.waker_fd))
+    }
+
+    fn turn(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
+        // 0. Release the slots of connections reported closed last turn.
+        self.reclaim();
+        // 1. Refill the buffer ring, cancel, re-arm, flush sends: SQEs only.
+        self.prepare()?;
+        // 2. One enter: submit everything, wait unless there is news already.
+        let news = !self.finished.is_empty()
+            || !self.cqes.is_empty()
+            || !self.ring.completion().is_empty()
+            || timeout == Some(Duration::ZERO);
+        self.enter(if news { 0 } else { 1 }, timeout)?;
+        // 3. Reap every completion (overflow included), then due `Closed`s.
+        self.reap(out)?;
+        self.finish_closes(out);
+        self.stats.turns += 1;
+        Ok(())
+    }
+
+    fn stats(&self) -> DriverStats {
+        self.stats
     }
 }
 
-/// The io_uring driver.
-#[derive(Debug)]
-pub struct Uring {
-    _pool: Pool,
+impl Drop for Uring {
+    fn drop(&mut self) {
+        let clean = self.cancel_everything();
+        let mut leftovers = Vec::new();
+        self.finish_closes(&mut leftovers);
+        for (_, mut conn) in std::mem::take(&mut self.conns) {
+            conn.out.clear(&mut self.pool);
+            if clean || !conn.sending {
+                conn.inflight.clear(&mut self.pool);
+            } else {
+                // The kernel may still read these buffers: never free them.
+                std::mem::forget(std::mem::take(&mut conn.inflight));
+            }
+        }
+        if clean {
+            self.bufring.unregister(&self.ring.submitter());
+            let pool = &mut *self.pool;
+            self.bufring.drain(|id| pool.free_id(id));
+            // SAFETY: every operation has completed and the buffer ring is
+            // unregistered, so the kernel holds no pointer into the pool; the
+            // pool is not used after this (the remaining fields do not touch it).
+            unsafe { ManuallyDrop::drop(&mut self.pool) };
+        } else {
+            tracing::warn!(
+                "io_uring operations still in flight at drop; leaking the buffer pool and ring memory"
+            );
+            self.bufring.leak();
+        }
+    }
+}
+
+impl fmt::Debug for Uring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Uring")
+            .field("ring_fd", &self.ring.as_raw_fd())
+            .field("connections", &self.conns.len())
+            .field("listeners", &self.listeners.len())
+            .field("ops_in_flight", &self.ops)
+            .field("ring_buffers", &self.bufring.len())
+            .field("pool", &*self.pool)
+            .finish()
+    }
 }

@@ -51,12 +51,23 @@ pub fn config(backend: Backend) -> ConfigBuilder {
     Config::builder().backend(backend).workers(1)
 }
 
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Starts a server with `config` on an ephemeral loopback port.
 #[track_caller]
 pub fn start<H: Handler>(
     config: ConfigBuilder,
     factory: impl Fn(pollring::WorkerId) -> H + Send + Sync + 'static,
 ) -> ServerHandle {
+    init_tracing();
     let config = config.build().expect("valid test config");
     let server = Server::bind("127.0.0.1:0", config).expect("bind 127.0.0.1:0");
     server.serve(factory).expect("server starts")

@@ -1,0 +1,208 @@
+//! The provided buffer ring: pool buffers lent to the kernel for multishot
+//! receives.
+//!
+//! The ring is a page-aligned array of `io_uring_buf` entries shared with the
+//! kernel. We write entries at the tail and publish the tail; the kernel takes
+//! entries at its head, in ring order, and names each buffer it used in the
+//! completion (`IORING_CQE_F_BUFFER`, the bid). A bid is the buffer's index in
+//! the [`Pool`](crate::buf::Pool), so a completion turns straight back into a
+//! [`Buf`](crate::buf::Buf) handle.
+//!
+//! # Accounting
+//!
+//! The kernel's head is not visible to us, but it only moves past buffers it
+//! reports in completions. So `tail - reported` is an upper bound of the
+//! entries still in the ring, and writing at `tail` is safe while that bound
+//! is below the ring size: the slot being overwritten was consumed already.
+//!
+//! A recv bundle reports only its first bid and the byte count; the other
+//! buffers are the entries that followed in ring order. We remember the ring
+//! position of every bid to find them.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::Submitter;
+
+use crate::buf::BufId;
+use crate::sys;
+
+/// The buffer group id of the ring (one ring per driver).
+pub(super) const BGID: u16 = 0;
+
+/// The ring memory and our side of its bookkeeping.
+pub(super) struct BufRing {
+    base: NonNull<BufRingEntry>,
+    map_len: usize,
+    entries: u16,
+    mask: u16,
+    /// Next position we write; published to the kernel by [`BufRing::publish`].
+    tail: u16,
+    /// Buffers the kernel has reported back in completions.
+    reported: u16,
+    /// Ring position of each bid while it is in the ring.
+    pos_of: Box<[u16]>,
+    /// Whether each bid is in the ring now (never put one in twice).
+    in_ring: Box<[bool]>,
+    registered: bool,
+    /// Set when the kernel may still use the memory at drop: leak it then.
+    leak: bool,
+}
+
+impl BufRing {
+    /// Maps a ring of `entries` (a power of two, at most 32768) for bids
+    /// below `bids`.
+    pub(super) fn new(entries: u32, bids: usize) -> io::Result<BufRing> {
+        if !entries.is_power_of_two() || entries > 1 << 15 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buf_ring_entries must be a power of two of at most 32768",
+            ));
+        }
+        let page = 4096;
+        let bytes = entries as usize * std::mem::size_of::<BufRingEntry>();
+        let map_len = bytes.div_ceil(page) * page;
+        // Zeroed by the kernel: the shared tail starts at 0.
+        let base = sys::mmap_anonymous(map_len)?.cast::<BufRingEntry>();
+        Ok(BufRing {
+            base,
+            map_len,
+            entries: entries as u16,
+            mask: (entries - 1) as u16,
+            tail: 0,
+            reported: 0,
+            pos_of: vec![0; bids].into_boxed_slice(),
+            in_ring: vec![false; bids].into_boxed_slice(),
+            registered: false,
+            leak: false,
+        })
+    }
+
+    /// Registers the ring with `submitter` as buffer group [`BGID`].
+    pub(super) fn register(&mut self, submitter: &Submitter<'_>) -> io::Result<()> {
+        // SAFETY: the mapping is page aligned, holds `entries` entries and
+        // lives until `Drop`, which runs only after `unregister` (or after the
+        // ring is gone, or never when leaked).
+        unsafe {
+            submitter.register_buf_ring_with_flags(
+                self.base.as_ptr() as u64,
+                self.entries,
+                BGID,
+                0,
+            )?
+        };
+        self.registered = true;
+        Ok(())
+    }
+
+    /// Unregisters the ring; the kernel no longer reads its memory.
+    pub(super) fn unregister(&mut self, submitter: &Submitter<'_>) {
+        if self.registered {
+            if let Err(e) = submitter.unregister_buf_ring(BGID) {
+                tracing::warn!("unregistering the buffer ring failed: {e}");
+                self.leak = true;
+            }
+            self.registered = false;
+        }
+    }
+
+    /// Keeps the memory mapped forever (the kernel may still touch it).
+    pub(super) fn leak(&mut self) {
+        self.leak = true;
+    }
+
+    /// Upper bound of the entries the kernel has not taken yet.
+    pub(super) fn len(&self) -> usize {
+        self.tail.wrapping_sub(self.reported) as usize
+    }
+
+    /// Whether no buffer is left for the kernel to receive into.
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots we may write without overwriting an entry the kernel may still take.
+    pub(super) fn room(&self) -> usize {
+        self.entries as usize - self.len()
+    }
+
+    /// Writes buffer `id` (at `addr`, `len` bytes) at the tail. The kernel
+    /// sees it after [`BufRing::publish`].
+    pub(super) fn push(&mut self, id: BufId, addr: *mut u8, len: u32) {
+        let bid = id.index() as usize;
+        assert!(self.room() > 0, "buffer ring overfilled");
+        assert!(!self.in_ring[bid], "bid {bid} put in the buffer ring twice");
+        let pos = self.tail;
+        // SAFETY: `pos & mask < entries`, inside the mapping; the slot is not
+        // in the kernel's window [head, tail) because `room() > 0` (see the
+        // module docs), so we are its only user. The tail of the ring
+        // overlaps only the `resv` field of entry 0, which `set_*` leave alone.
+        let entry = unsafe { &mut *self.base.as_ptr().add((pos & self.mask) as usize) };
+        entry.set_addr(addr as u64);
+        entry.set_len(len);
+        entry.set_bid(bid as u16);
+        self.pos_of[bid] = pos;
+        self.in_ring[bid] = true;
+        self.tail = pos.wrapping_add(1);
+    }
+
+    /// Makes every pushed entry visible to the kernel.
+    pub(super) fn publish(&self) {
+        // SAFETY: the mapping is valid and page aligned; the shared tail is
+        // the `resv` field of entry 0 (the kernel ABI), a u16 that the kernel
+        // reads atomically. `BufRingEntry::tail` only computes its address.
+        let tail = unsafe { &*BufRingEntry::tail(self.base.as_ptr()).cast::<AtomicU16>() };
+        // Release: the entries written above are visible before the tail.
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Takes back the `count` buffers a completion reported, starting at
+    /// `first` and following in ring order; calls `each` with every bid.
+    pub(super) fn take(&mut self, first: u16, count: usize, mut each: impl FnMut(BufId)) {
+        let start = self.pos_of.get(first as usize).copied().unwrap_or(0);
+        for i in 0..count {
+            let bid = if i == 0 {
+                first
+            } else {
+                let pos = start.wrapping_add(i as u16) & self.mask;
+                // SAFETY: `pos < entries`, inside the mapping; the kernel does
+                // not write entries of a non-incremental ring, and this slot
+                // is not reused before we count it reported below.
+                unsafe { (*self.base.as_ptr().add(pos as usize)).bid() }
+            };
+            match self.in_ring.get_mut(bid as usize) {
+                Some(slot) if *slot => *slot = false,
+                _ => {
+                    tracing::warn!("completion names bid {bid}, which is not in the buffer ring");
+                    continue;
+                }
+            }
+            self.reported = self.reported.wrapping_add(1);
+            each(BufId(bid as u32));
+        }
+    }
+
+    /// Bids still in the ring (for returning them to the pool at drop).
+    pub(super) fn drain(&mut self, mut each: impl FnMut(BufId)) {
+        for (bid, slot) in self.in_ring.iter_mut().enumerate() {
+            if std::mem::take(slot) {
+                each(BufId(bid as u32));
+            }
+        }
+        self.reported = self.tail;
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.leak || self.registered {
+            return;
+        }
+        // SAFETY: the region came from `mmap_anonymous` in `new`; it is
+        // unregistered (or the ring fd is closed), so the kernel no longer
+        // reads it, and no reference into it outlives `self`.
+        unsafe { sys::munmap(self.base.cast(), self.map_len) };
+    }
+}

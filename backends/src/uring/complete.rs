@@ -1,0 +1,283 @@
+//! The last step of a turn: one handler per kind of completion.
+//!
+//! Handlers only update state, emit events and queue work for the next
+//! turn's `prepare`; they never submit (so reaping never re-enters the SQ).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use io_uring::cqueue;
+
+use super::conn::{decode, same_generation, user_data, Op};
+use super::{Cancel, Uring};
+use crate::buf::Buf;
+use crate::driver::{Event, ListenerId, Token};
+use crate::sys;
+
+/// The part of a CQE we use, copied out of the ring.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Cqe {
+    user_data: u64,
+    res: i32,
+    flags: u32,
+}
+
+impl From<&cqueue::Entry> for Cqe {
+    fn from(e: &cqueue::Entry) -> Cqe {
+        Cqe { user_data: e.user_data(), res: e.result(), flags: e.flags() }
+    }
+}
+
+impl Uring {
+    /// Handles one completion.
+    pub(super) fn complete(&mut self, cqe: Cqe, out: &mut Vec<Event>) {
+        let (op, index, generation) = decode(cqe.user_data);
+        match op {
+            Some(Op::Recv) => self.complete_recv(index, generation, cqe, out),
+            Some(Op::Send) => self.complete_send(index, generation, cqe, out),
+            Some(Op::Shutdown) => self.complete_shutdown(index, generation, cqe, out),
+            Some(Op::Accept) => self.complete_accept(index, cqe, out),
+            Some(Op::AcceptBackoff) => self.complete_backoff(index),
+            Some(Op::Wake) => self.complete_wake(cqe, out),
+            Some(Op::Cancel) => {
+                if cqe.res < 0 && !matches!(-cqe.res, libc::ENOENT | libc::EALREADY) {
+                    tracing::debug!(
+                        "io_uring cancel failed: {}",
+                        io::Error::from_raw_os_error(-cqe.res)
+                    );
+                }
+            }
+            None => {
+                tracing::warn!("io_uring completion with unknown user_data {:#x}", cqe.user_data)
+            }
+        }
+    }
+
+    fn complete_recv(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
+        let more = cqueue::more(cqe.flags);
+        let buf_size = self.pool.buf_size();
+        let bundle = self.bundle;
+        let Some(c) =
+            self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
+        else {
+            // Cannot happen (a slot lives until its last completion), but
+            // never lose a buffer over it.
+            tracing::warn!("recv completion for unknown connection slot {index}");
+            if let Some(bid) = cqueue::buffer_select(cqe.flags) {
+                let count = if bundle { (cqe.res.max(1) as usize).div_ceil(buf_size) } else { 1 };
+                let pool = &mut *self.pool;
+                self.bufring.take(bid, count, |id| pool.free_id(id));
+            }
+            return;
+        };
+        let token = Token::new(index as u32, c.generation);
+        if cqe.res > 0 {
+            match cqueue::buffer_select(cqe.flags) {
+                Some(bid) => {
+                    let total = cqe.res as usize;
+                    let count = if bundle { total.div_ceil(buf_size) } else { 1 };
+                    self.counters.bundled_bufs += count as u64 - 1;
+                    let mut left = total;
+                    let closing = c.closing;
+                    let pool = &mut *self.pool;
+                    self.bufring.take(bid, count, |id| {
+                        let n = left.min(buf_size);
+                        left -= n;
+                        if closing {
+                            pool.free_id(id);
+                        } else {
+                            pool.set_filled(id, 0, n);
+                            out.push(Event::Recv { token, buf: Buf::from_kernel(id) });
+                        }
+                    });
+                }
+                None => tracing::warn!("recv completion of {} bytes without a buffer", cqe.res),
+            }
+        } else if cqe.res == 0 {
+            c.recv_done = true;
+            if !c.closing {
+                out.push(Event::Eof { token });
+            }
+        } else {
+            match -cqe.res {
+                // The buffer ring ran dry; nothing was consumed from the
+                // socket. Re-armed below once the ring has buffers again.
+                libc::ENOBUFS => {
+                    tracing::trace!("recv starved (ENOBUFS) on slot {index}");
+                    self.counters.recv_starved += 1;
+                }
+                // pause_recv or close.
+                libc::ECANCELED => {}
+                errno => {
+                    c.recv_done = true;
+                    if !c.closing {
+                        out.push(Event::Error {
+                            token,
+                            error: io::Error::from_raw_os_error(errno),
+                        });
+                    }
+                }
+            }
+        }
+        if !more {
+            c.recv_armed = false;
+            c.ops -= 1;
+            self.ops -= 1;
+            if c.closing {
+                if c.ops == 0 {
+                    self.finished.push(index);
+                }
+            } else if c.wants_recv() && !c.rearm_queued {
+                c.rearm_queued = true;
+                self.rearm.push(index);
+                self.counters.recv_rearmed += 1;
+            }
+        }
+    }
+
+    fn complete_send(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
+        self.ops -= 1;
+        let Some(c) =
+            self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
+        else {
+            tracing::warn!("send completion for unknown connection slot {index}");
+            return;
+        };
+        c.ops -= 1;
+        c.sending = false;
+        if let Some(state) = c.iov.take() {
+            self.iov_free.push(state);
+        }
+        if c.closing {
+            c.inflight.clear(&mut self.pool);
+            if c.ops == 0 {
+                self.finished.push(index);
+            }
+            return;
+        }
+        let token = Token::new(index as u32, c.generation);
+        if cqe.res >= 0 {
+            let n = (cqe.res as usize).min(c.inflight.len());
+            c.inflight.consume(&mut self.pool, n);
+            if n > 0 {
+                out.push(Event::Sent { token, bytes: n });
+            }
+            if c.has_output_work() && !c.flush_queued {
+                c.flush_queued = true;
+                self.flush.push(index);
+            }
+        } else {
+            c.send_failed = true;
+            out.push(Event::Error { token, error: io::Error::from_raw_os_error(-cqe.res) });
+        }
+    }
+
+    fn complete_shutdown(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
+        self.ops -= 1;
+        let Some(c) =
+            self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
+        else {
+            return;
+        };
+        c.ops -= 1;
+        if c.closing {
+            if c.ops == 0 {
+                self.finished.push(index);
+            }
+        } else if cqe.res < 0 {
+            let token = Token::new(index as u32, c.generation);
+            out.push(Event::Error { token, error: io::Error::from_raw_os_error(-cqe.res) });
+        }
+    }
+
+    fn complete_accept(&mut self, key: usize, cqe: Cqe, out: &mut Vec<Event>) {
+        let more = cqueue::more(cqe.flags);
+        let fd = (cqe.res >= 0).then(|| {
+            // SAFETY: a successful accept completion is a descriptor the
+            // kernel just installed for us; nobody else owns it.
+            unsafe { OwnedFd::from_raw_fd(cqe.res) }
+        });
+        let Some(l) = self.listeners.get_mut(key) else {
+            tracing::warn!("accept completion for unknown listener {key}");
+            return;
+        };
+        let listener = ListenerId(key as u32);
+        match fd {
+            Some(fd) if l.closing => {
+                drop(fd);
+                self.stats.syscalls += 1;
+            }
+            Some(fd) => {
+                let peer = sys::peer_addr(&fd);
+                self.stats.syscalls += 1;
+                out.push(Event::Accepted { listener, fd, peer });
+            }
+            None => match -cqe.res {
+                errno @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                    if !l.closing {
+                        tracing::warn!(
+                            "accept failed: {}; backing off",
+                            io::Error::from_raw_os_error(errno)
+                        );
+                        out.push(Event::AcceptError {
+                            listener,
+                            error: io::Error::from_raw_os_error(errno),
+                        });
+                        l.backoff = true;
+                        if more {
+                            self.cancels.push(Cancel::Op(user_data(Op::Accept, key, 0)));
+                        }
+                    }
+                }
+                libc::ECANCELED => {}
+                errno => tracing::debug!(
+                    "accept failed: {} (transient)",
+                    io::Error::from_raw_os_error(errno)
+                ),
+            },
+        }
+        if !more {
+            l.armed = false;
+            l.ops -= 1;
+            self.ops -= 1;
+            if l.closing {
+                if l.ops == 0 {
+                    self.listeners.remove(key);
+                    self.stats.syscalls += 1;
+                }
+            } else {
+                self.accepts.push(key);
+            }
+        }
+    }
+
+    fn complete_backoff(&mut self, key: usize) {
+        self.ops -= 1;
+        let Some(l) = self.listeners.get_mut(key) else { return };
+        l.backoff_armed = false;
+        l.ops -= 1;
+        if l.closing {
+            if l.ops == 0 {
+                self.listeners.remove(key);
+                self.stats.syscalls += 1;
+            }
+        } else {
+            self.accepts.push(key);
+        }
+    }
+
+    fn complete_wake(&mut self, cqe: Cqe, out: &mut Vec<Event>) {
+        if cqe.res > 0 {
+            sys::eventfd_drain(self.waker_fd.as_raw_fd());
+            self.stats.syscalls += 1;
+            out.push(Event::Wake);
+        } else if cqe.res < 0 && cqe.res != -libc::ECANCELED {
+            tracing::warn!("waker poll failed: {}", io::Error::from_raw_os_error(-cqe.res));
+        }
+        if !cqueue::more(cqe.flags) {
+            self.ops -= 1;
+            // Re-armed by the next `prepare`.
+            self.wake_armed = false;
+        }
+    }
+}

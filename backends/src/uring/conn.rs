@@ -1,0 +1,204 @@
+//! Per-connection and per-listener state, and the `user_data` encoding that
+//! ties a completion back to its owner.
+
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+
+use crate::buf::Chain;
+
+/// Most iovecs one `sendmsg` SQE carries; the rest goes in the next one.
+pub(super) const MAX_IOV: usize = 64;
+
+/// What an SQE was for; the top byte of its `user_data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    /// Multishot accept of a listener.
+    Accept = 1,
+    /// The back-off timeout after an accept error.
+    AcceptBackoff = 2,
+    /// Multishot receive of a connection.
+    Recv = 3,
+    /// One send or sendmsg of a connection.
+    Send = 4,
+    /// `shutdown(SHUT_WR)` of a connection.
+    Shutdown = 5,
+    /// Multishot poll on the waker's eventfd.
+    Wake = 6,
+    /// An `ASYNC_CANCEL`; its own completion carries no news.
+    Cancel = 7,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Option<Op> {
+        Some(match v {
+            1 => Op::Accept,
+            2 => Op::AcceptBackoff,
+            3 => Op::Recv,
+            4 => Op::Send,
+            5 => Op::Shutdown,
+            6 => Op::Wake,
+            7 => Op::Cancel,
+            _ => return None,
+        })
+    }
+}
+
+const GEN_BITS: u32 = 24;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+
+/// `user_data` layout: op (8 bits) | generation (low 24 bits) | slot index (32 bits).
+pub(super) fn user_data(op: Op, index: usize, generation: u32) -> u64 {
+    ((op as u64) << 56) | (((generation & GEN_MASK) as u64) << 32) | (index as u32 as u64)
+}
+
+/// The inverse of [`user_data`]: op, slot index, low 24 bits of the generation.
+pub(super) fn decode(user_data: u64) -> (Option<Op>, usize, u32) {
+    let op = Op::from_u8((user_data >> 56) as u8);
+    let generation = ((user_data >> 32) as u32) & GEN_MASK;
+    (op, (user_data & 0xffff_ffff) as usize, generation)
+}
+
+/// Whether a generation matches the 24 bits carried in `user_data`.
+pub(super) fn same_generation(full: u32, carried: u32) -> bool {
+    full & GEN_MASK == carried
+}
+
+/// Where a connection's `shutdown(SHUT_WR)` stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ShutdownState {
+    /// Not asked for.
+    No,
+    /// Asked for; submitted once every queued byte is written.
+    Pending,
+    /// Submitted (or done).
+    Submitted,
+}
+
+/// Storage for one `sendmsg`: the header and its iovecs must keep their
+/// address until the completion, so they live in a box parked on the
+/// connection while the send is in flight, and in a free list otherwise.
+pub(super) struct SendMsgState {
+    pub(super) msg: libc::msghdr,
+    pub(super) iov: [libc::iovec; MAX_IOV],
+}
+
+impl SendMsgState {
+    pub(super) fn new() -> Box<SendMsgState> {
+        Box::new(SendMsgState {
+            // SAFETY: an all-zero msghdr is valid (no name, no control data).
+            msg: unsafe { std::mem::zeroed() },
+            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV],
+        })
+    }
+}
+
+/// One connection.
+pub(super) struct Conn {
+    pub(super) fd: OwnedFd,
+    pub(super) generation: u32,
+    /// Operations submitted whose final completion has not arrived yet.
+    pub(super) ops: u32,
+    /// A multishot receive is armed (its final completion is outstanding).
+    pub(super) recv_armed: bool,
+    /// The caller paused receiving.
+    pub(super) paused: bool,
+    /// End of stream or a receive error: never receive again.
+    pub(super) recv_done: bool,
+    /// Already in the driver's re-arm list.
+    pub(super) rearm_queued: bool,
+    /// Output queued by `send`, not yet handed to the kernel.
+    pub(super) out: Chain,
+    /// Output the kernel is sending (or that is left after a short send).
+    /// Untouched while `sending`.
+    pub(super) inflight: Chain,
+    /// A send SQE is in flight.
+    pub(super) sending: bool,
+    /// The iovecs of the in-flight `sendmsg`, if it is one.
+    pub(super) iov: Option<Box<SendMsgState>>,
+    /// A send failed: nothing more is sent.
+    pub(super) send_failed: bool,
+    /// Already in the driver's flush list.
+    pub(super) flush_queued: bool,
+    pub(super) shutdown: ShutdownState,
+    /// `close` was called; `Closed` follows once `ops` is zero.
+    pub(super) closing: bool,
+    /// `Closed` has been emitted; the slot is released next turn.
+    pub(super) reported_closed: bool,
+}
+
+impl Conn {
+    pub(super) fn new(fd: OwnedFd, generation: u32) -> Conn {
+        Conn {
+            fd,
+            generation,
+            ops: 0,
+            recv_armed: false,
+            paused: false,
+            recv_done: false,
+            rearm_queued: false,
+            out: Chain::new(),
+            inflight: Chain::new(),
+            sending: false,
+            iov: None,
+            send_failed: false,
+            flush_queued: false,
+            shutdown: ShutdownState::No,
+            closing: false,
+            reported_closed: false,
+        }
+    }
+
+    /// Whether a multishot receive should be armed now.
+    pub(super) fn wants_recv(&self) -> bool {
+        !self.recv_armed && !self.paused && !self.recv_done && !self.closing
+    }
+
+    /// Whether the next flush has something to do.
+    pub(super) fn has_output_work(&self) -> bool {
+        !self.out.is_empty() || !self.inflight.is_empty() || self.shutdown == ShutdownState::Pending
+    }
+}
+
+/// One listening socket.
+pub(super) struct Listener {
+    pub(super) socket: TcpListener,
+    /// Operations (accept, back-off timeout) whose final completion is outstanding.
+    pub(super) ops: u32,
+    /// The multishot accept is armed.
+    pub(super) armed: bool,
+    /// A resource error was seen: wait before accepting again.
+    pub(super) backoff: bool,
+    /// The back-off timeout is in flight.
+    pub(super) backoff_armed: bool,
+    /// `unlisten` was called; dropped once `ops` is zero.
+    pub(super) closing: bool,
+}
+
+impl Listener {
+    pub(super) fn new(socket: TcpListener) -> Listener {
+        Listener {
+            socket,
+            ops: 0,
+            armed: false,
+            backoff: false,
+            backoff_armed: false,
+            closing: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        let ud = user_data(Op::Send, 12345, 0x0123_4567);
+        let (op, index, generation) = decode(ud);
+        assert_eq!(op, Some(Op::Send));
+        assert_eq!(index, 12345);
+        assert!(same_generation(0x0123_4567, generation));
+        assert!(!same_generation(0x0123_4568, generation));
+        assert_eq!(decode(0).0, None);
+    }
+}

@@ -1,0 +1,271 @@
+//! Start-up: building the ring with the best flags the kernel takes, and the
+//! cheap [`probe`] that says whether (and why not) the driver can run here.
+
+use std::fmt;
+use std::io;
+
+use io_uring::{opcode, IoUring, Probe};
+
+use super::bufring::BufRing;
+use super::UringConfig;
+
+/// The environment variable that disables io_uring (any non-empty value
+/// other than `0`), to simulate a machine without it.
+pub const NO_URING_ENV: &str = "POLLRING_NO_URING";
+
+/// Where the kernel's global io_uring switch lives.
+const SYSCTL_PATH: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// Why the io_uring driver cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UringError {
+    /// The `POLLRING_NO_URING` environment variable is set.
+    DisabledByEnv,
+    /// The `kernel.io_uring_disabled` sysctl forbids io_uring (1: only for
+    /// members of `kernel.io_uring_group`; 2: for everyone).
+    DisabledBySysctl(u8),
+    /// `io_uring_setup` failed with `EPERM`: a seccomp filter (containers
+    /// often block io_uring) or another security policy.
+    PermissionDenied,
+    /// `io_uring_setup` failed with `ENOSYS`: the kernel has no io_uring.
+    NotSupported,
+    /// The kernel lacks an opcode the driver needs (named).
+    MissingOpcode(&'static str),
+    /// The kernel lacks a feature the driver needs (named).
+    MissingFeature(&'static str),
+    /// The configuration cannot work (named).
+    InvalidConfig(&'static str),
+    /// Another failure while setting up.
+    Setup {
+        /// What was being done.
+        step: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for UringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UringError::DisabledByEnv => write!(
+                f,
+                "io_uring disabled by the {NO_URING_ENV} environment variable; unset it (or set it to 0) to use io_uring"
+            ),
+            UringError::DisabledBySysctl(2) => write!(
+                f,
+                "io_uring is disabled by the kernel.io_uring_disabled sysctl (= 2); \
+                 run `sysctl kernel.io_uring_disabled=0` as root, or use the epoll backend"
+            ),
+            UringError::DisabledBySysctl(v) => write!(
+                f,
+                "io_uring is restricted by the kernel.io_uring_disabled sysctl (= {v}) and this process \
+                 is not in kernel.io_uring_group; set the sysctl to 0 or add the group, or use the epoll backend"
+            ),
+            UringError::PermissionDenied => write!(
+                f,
+                "io_uring_setup was denied (EPERM): a seccomp filter (e.g. Docker's default profile) or a \
+                 security policy blocks io_uring; allow io_uring_setup/enter/register or use the epoll backend"
+            ),
+            UringError::NotSupported => write!(
+                f,
+                "this kernel has no io_uring (ENOSYS): it is too old or built without CONFIG_IO_URING; \
+                 Linux 6.0 or newer is needed, or use the epoll backend"
+            ),
+            UringError::MissingOpcode(op) => write!(
+                f,
+                "the kernel's io_uring lacks the {op} opcode; upgrade to Linux 6.0 or newer, or use the epoll backend"
+            ),
+            UringError::MissingFeature(feature) => write!(
+                f,
+                "the kernel's io_uring lacks {feature}; upgrade to Linux 6.0 or newer, or use the epoll backend"
+            ),
+            UringError::InvalidConfig(what) => write!(f, "invalid io_uring configuration: {what}"),
+            UringError::Setup { step, source } => {
+                write!(f, "io_uring set-up failed at {step}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UringError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UringError::Setup { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Checks, cheaply, that the io_uring driver can run here with `config`:
+/// sets up a tiny ring and checks every opcode and feature the driver uses.
+///
+/// Optional switches (`recv_bundle`, `send_zc_threshold`) that the kernel
+/// lacks are not errors: the driver turns them off with a warning.
+///
+/// # Errors
+/// A [`UringError`] naming the reason: the `POLLRING_NO_URING` variable, the
+/// `io_uring_disabled` sysctl, `EPERM` (seccomp), `ENOSYS` (no io_uring), a
+/// missing opcode or feature, or another set-up failure.
+pub fn probe(config: &UringConfig) -> Result<(), UringError> {
+    check_config(config)?;
+    let ring = build_ring(8, 16, config.sqpoll_idle_ms)?;
+    check_ring(&ring)?;
+    // The buffer ring: register a tiny one and take it back.
+    let mut bufring = BufRing::new(1, 1)
+        .map_err(|source| UringError::Setup { step: "mmap of a buffer ring", source })?;
+    bufring.register(&ring.submitter()).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => UringError::MissingFeature(
+            "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
+        ),
+        _ => UringError::Setup { step: "registering a buffer ring", source: e },
+    })?;
+    bufring.unregister(&ring.submitter());
+    Ok(())
+}
+
+/// Fails if the environment variable [`NO_URING_ENV`] disables io_uring.
+pub(super) fn check_env() -> Result<(), UringError> {
+    match std::env::var_os(NO_URING_ENV) {
+        Some(v) if !v.is_empty() && v != "0" => Err(UringError::DisabledByEnv),
+        _ => Ok(()),
+    }
+}
+
+/// Validates the sizes in `config` (and the environment switch).
+pub(super) fn check_config(config: &UringConfig) -> Result<(), UringError> {
+    check_env()?;
+    if !config.entries.is_power_of_two() || config.entries > 32768 {
+        return Err(UringError::InvalidConfig("entries must be a power of two of at most 32768"));
+    }
+    if !config.cq_entries.is_power_of_two() || config.cq_entries < config.entries {
+        return Err(UringError::InvalidConfig(
+            "cq_entries must be a power of two and at least entries",
+        ));
+    }
+    if !config.buf_ring_entries.is_power_of_two() || config.buf_ring_entries > 32768 {
+        return Err(UringError::InvalidConfig(
+            "buf_ring_entries must be a power of two of at most 32768",
+        ));
+    }
+    Ok(())
+}
+
+/// The opcodes the driver submits, with their names for the error.
+const REQUIRED_OPCODES: [(u8, &str); 8] = [
+    (opcode::AcceptMulti::CODE, "ACCEPT"),
+    (opcode::RecvMulti::CODE, "RECV"),
+    (opcode::Send::CODE, "SEND"),
+    (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::Timeout::CODE, "TIMEOUT"),
+    (opcode::Shutdown::CODE, "SHUTDOWN"),
+];
+
+/// Checks the features and opcodes of a built ring.
+pub(super) fn check_ring(ring: &IoUring) -> Result<(), UringError> {
+    let params = ring.params();
+    if !params.is_feature_nodrop() {
+        return Err(UringError::MissingFeature(
+            "IORING_FEAT_NODROP (no lost completions, Linux 5.5)",
+        ));
+    }
+    if !params.is_feature_ext_arg() {
+        return Err(UringError::MissingFeature("IORING_FEAT_EXT_ARG (timed waits, Linux 5.11)"));
+    }
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => UringError::MissingFeature("IORING_REGISTER_PROBE (Linux 5.6)"),
+        _ => UringError::Setup { step: "probing opcodes", source: e },
+    })?;
+    for (code, name) in REQUIRED_OPCODES {
+        if !probe.is_supported(code) {
+            return Err(UringError::MissingOpcode(name));
+        }
+    }
+    // Multishot accept (5.19) and multishot recv (6.0) are flags, not
+    // opcodes: the probe cannot see them, the kernel version can.
+    match crate::sys::kernel_version() {
+        Some(v) if v < (6, 0) => {
+            return Err(UringError::MissingFeature(
+                "multishot recv (IORING_RECV_MULTISHOT, Linux 6.0)",
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Builds the ring with the best set-up flags the kernel accepts, falling
+/// back (on `EINVAL`) to fewer.
+///
+/// Without SQPOLL: `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN` (completions
+/// are posted only when we wait, in our thread: no interrupts, no locking),
+/// then `COOP_TASKRUN`, then nothing. With SQPOLL (which excludes
+/// `DEFER_TASKRUN`): `SQPOLL | SINGLE_ISSUER`, then `SQPOLL`.
+pub(super) fn build_ring(
+    entries: u32,
+    cq_entries: u32,
+    sqpoll_idle_ms: Option<u32>,
+) -> Result<IoUring, UringError> {
+    #[derive(Clone, Copy)]
+    enum Flags {
+        Deferred,
+        Coop,
+        Plain,
+        SqpollSingle(u32),
+        Sqpoll(u32),
+    }
+    let attempts: &[Flags] = match sqpoll_idle_ms {
+        None => &[Flags::Deferred, Flags::Coop, Flags::Plain],
+        Some(idle) => &[Flags::SqpollSingle(idle), Flags::Sqpoll(idle)],
+    };
+    let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+    for &attempt in attempts {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(cq_entries).setup_submit_all();
+        match attempt {
+            Flags::Deferred => {
+                builder.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+            }
+            Flags::Coop => {
+                builder.setup_coop_taskrun();
+            }
+            Flags::Plain => {}
+            Flags::SqpollSingle(idle) => {
+                builder.setup_sqpoll(idle).setup_single_issuer();
+            }
+            Flags::Sqpoll(idle) => {
+                builder.setup_sqpoll(idle);
+            }
+        }
+        match builder.build(entries) {
+            Ok(ring) => return Ok(ring),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!("io_uring_setup refused a flag set (EINVAL); trying fewer flags");
+                last = e;
+            }
+            Err(e) => return Err(classify_setup_error(e)),
+        }
+    }
+    Err(UringError::Setup { step: "io_uring_setup", source: last })
+}
+
+/// Names the reason behind an `io_uring_setup` failure.
+#[cold]
+fn classify_setup_error(e: io::Error) -> UringError {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => UringError::NotSupported,
+        Some(libc::EPERM) | Some(libc::EACCES) => match sysctl_value() {
+            Some(v) if v > 0 => UringError::DisabledBySysctl(v),
+            _ => UringError::PermissionDenied,
+        },
+        _ => UringError::Setup { step: "io_uring_setup", source: e },
+    }
+}
+
+/// The value of `kernel.io_uring_disabled`, if the kernel has that sysctl.
+fn sysctl_value() -> Option<u8> {
+    std::fs::read_to_string(SYSCTL_PATH).ok()?.trim().parse().ok()
+}

@@ -1,0 +1,276 @@
+//! The first step of a turn: turn the driver's work lists into SQEs.
+//!
+//! Nothing here waits. Every SQE that lends memory to the kernel says in its
+//! `SAFETY` comment who keeps that memory alive and unmodified until the
+//! completion.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use io_uring::types::{CancelBuilder, Fd};
+use io_uring::{opcode, squeue};
+
+use super::bufring::BGID;
+use super::conn::{user_data, Op, SendMsgState, ShutdownState, MAX_IOV};
+use super::{Cancel, Uring};
+
+impl Uring {
+    /// Refills the buffer ring, submits cancellations, arms accepts and
+    /// receives, flushes output: SQEs only, no system call (unless the SQ
+    /// fills up).
+    pub(super) fn prepare(&mut self) -> io::Result<()> {
+        self.refill();
+        self.submit_cancels()?;
+        self.arm_accepts()?;
+        self.arm_recvs()?;
+        self.flush_sends()?;
+        if !self.wake_armed {
+            self.arm_wake()?;
+        }
+        Ok(())
+    }
+
+    /// Tops the buffer ring up from the pool's free buffers, leaving
+    /// `recv_reserve` of them in the pool.
+    pub(super) fn refill(&mut self) {
+        let size = self.pool.buf_size() as u32;
+        let mut added = false;
+        while self.bufring.room() > 0 && self.pool.available() > self.recv_reserve {
+            let Some(buf) = self.pool.alloc() else { break };
+            let id = buf.into_id();
+            self.bufring.push(id, self.pool.raw_ptr(id), size);
+            added = true;
+        }
+        if added {
+            self.bufring.publish();
+        }
+    }
+
+    /// Queues one SQE, submitting first if the SQ is full.
+    ///
+    /// # Safety
+    /// Every pointer in `sqe` (buffers, iovecs, headers, timespecs) must stay
+    /// valid, and buffers the kernel reads must stay unmodified, until the
+    /// operation's final completion is reaped.
+    pub(super) unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: forwarded to our caller (see `# Safety`).
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            self.make_room()?;
+        }
+    }
+
+    /// The SQ is full: submit what it holds.
+    #[cold]
+    fn make_room(&mut self) -> io::Result<()> {
+        self.stats.syscalls += 1;
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) => Ok(()),
+                // The kernel holds overflowed completions: take the CQ (they
+                // are handled at reap time) so the next submit can flush them.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    self.collect_cqes();
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn submit_cancels(&mut self) -> io::Result<()> {
+        let mut list = std::mem::take(&mut self.cancels);
+        for cancel in list.drain(..) {
+            let sqe = match cancel {
+                Cancel::Op(ud) => opcode::AsyncCancel::new(ud).build(),
+                Cancel::Conn(index, generation) => match self.conns.get(index) {
+                    // Only while the fd is still this connection's (it is
+                    // closed once `ops` reaches zero).
+                    Some(c) if c.generation == generation && c.ops > 0 => {
+                        let fd = Fd(c.fd.as_raw_fd());
+                        opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all()).build()
+                    }
+                    _ => continue,
+                },
+            };
+            let sqe = sqe.user_data(user_data(Op::Cancel, 0, 0));
+            // SAFETY: a cancel carries no pointer into our memory.
+            unsafe { self.push(&sqe)? };
+        }
+        self.cancels = list;
+        Ok(())
+    }
+
+    fn arm_accepts(&mut self) -> io::Result<()> {
+        let mut list = std::mem::take(&mut self.accepts);
+        for &key in &list {
+            let Some(l) = self.listeners.get_mut(key) else { continue };
+            if l.closing || l.armed || l.backoff_armed {
+                continue;
+            }
+            let sqe = if l.backoff {
+                l.backoff = false;
+                l.backoff_armed = true;
+                opcode::Timeout::new(&*self.backoff_ts).build().user_data(user_data(
+                    Op::AcceptBackoff,
+                    key,
+                    0,
+                ))
+            } else {
+                l.armed = true;
+                opcode::AcceptMulti::new(Fd(l.socket.as_raw_fd()))
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(user_data(Op::Accept, key, 0))
+            };
+            l.ops += 1;
+            self.ops += 1;
+            // SAFETY: the accept passes no address buffer; the timeout reads
+            // `backoff_ts`, boxed in the driver, which outlives the ring's
+            // operations (`Drop` waits for them).
+            unsafe { self.push(&sqe)? };
+        }
+        list.clear();
+        self.accepts = list;
+        Ok(())
+    }
+
+    /// Arms a multishot receive for every connection that wants one. While
+    /// the buffer ring is empty, connections stay queued (starved) for a
+    /// later turn.
+    fn arm_recvs(&mut self) -> io::Result<()> {
+        let mut list = std::mem::take(&mut self.rearm);
+        let mut i = 0;
+        while i < list.len() {
+            let index = list[i];
+            let Some(c) = self.conns.get_mut(index) else {
+                list.swap_remove(i);
+                continue;
+            };
+            if !c.wants_recv() {
+                c.rearm_queued = false;
+                list.swap_remove(i);
+                continue;
+            }
+            if self.bufring.is_empty() {
+                i += 1;
+                continue;
+            }
+            c.rearm_queued = false;
+            c.recv_armed = true;
+            c.ops += 1;
+            self.ops += 1;
+            let fd = Fd(c.fd.as_raw_fd());
+            let sqe = if self.bundle {
+                opcode::RecvMultiBundle::new(fd, BGID).build()
+            } else {
+                opcode::RecvMulti::new(fd, BGID).build()
+            };
+            let sqe = sqe.user_data(user_data(Op::Recv, index, c.generation));
+            list.swap_remove(i);
+            // SAFETY: the receive writes only into buffers of the registered
+            // buffer ring: pool buffers lent to the kernel (their handles
+            // forgotten until the completion gives them back), in a pool
+            // that outlives the ring's operations.
+            unsafe { self.push(&sqe)? };
+        }
+        debug_assert!(self.rearm.is_empty());
+        self.rearm = list;
+        Ok(())
+    }
+
+    /// For each connection with output and no send in flight: one send SQE,
+    /// or the `shutdown` once everything is written.
+    fn flush_sends(&mut self) -> io::Result<()> {
+        let mut list = std::mem::take(&mut self.flush);
+        for &index in &list {
+            let Some(c) = self.conns.get_mut(index) else { continue };
+            c.flush_queued = false;
+            if c.closing || c.sending || c.send_failed {
+                continue;
+            }
+            // Nothing is in flight, so the kernel reads neither chain: join them.
+            let queued = std::mem::take(&mut c.out);
+            c.inflight.append(&mut self.pool, queued);
+            if !c.inflight.is_empty() {
+                self.submit_send(index)?;
+            } else if c.shutdown == ShutdownState::Pending {
+                c.shutdown = ShutdownState::Submitted;
+                c.ops += 1;
+                self.ops += 1;
+                let sqe = opcode::Shutdown::new(Fd(c.fd.as_raw_fd()), libc::SHUT_WR)
+                    .build()
+                    .user_data(user_data(Op::Shutdown, index, c.generation));
+                // SAFETY: shutdown carries no pointer.
+                unsafe { self.push(&sqe)? };
+            }
+        }
+        list.clear();
+        self.flush = list;
+        Ok(())
+    }
+
+    /// Submits one `SEND` (one segment) or `SENDMSG` (up to [`MAX_IOV`]
+    /// segments) of the connection's `inflight` chain.
+    fn submit_send(&mut self, index: usize) -> io::Result<()> {
+        let Some(c) = self.conns.get_mut(index) else { return Ok(()) };
+        let fd = Fd(c.fd.as_raw_fd());
+        let mut segments = c.inflight.segments(&self.pool).filter(|&(_, start, end)| end > start);
+        let Some((first, start, end)) = segments.next() else { return Ok(()) };
+        let second = segments.next();
+        let first_ptr = self.pool.raw_ptr(first).wrapping_add(start as usize);
+        let sqe = match second {
+            None => opcode::Send::new(fd, first_ptr, end - start).flags(libc::MSG_NOSIGNAL).build(),
+            Some(second) => {
+                let mut state = self.iov_free.pop().unwrap_or_else(SendMsgState::new);
+                state.iov[0] =
+                    libc::iovec { iov_base: first_ptr.cast(), iov_len: (end - start) as usize };
+                let mut n = 1;
+                for (id, start, end) in
+                    std::iter::once(second).chain(segments.by_ref()).take(MAX_IOV - 1)
+                {
+                    state.iov[n] = libc::iovec {
+                        iov_base: self.pool.raw_ptr(id).wrapping_add(start as usize).cast(),
+                        iov_len: (end - start) as usize,
+                    };
+                    n += 1;
+                }
+                // SAFETY: an all-zero msghdr is valid (no name, no control data).
+                state.msg = unsafe { std::mem::zeroed() };
+                state.msg.msg_iov = state.iov.as_mut_ptr();
+                state.msg.msg_iovlen = n as _;
+                let sqe =
+                    opcode::SendMsg::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build();
+                // The box moves, its heap contents (header and iovecs) do not.
+                c.iov = Some(state);
+                sqe
+            }
+        };
+        drop(segments);
+        c.sending = true;
+        c.ops += 1;
+        self.ops += 1;
+        let sqe = sqe.user_data(user_data(Op::Send, index, c.generation));
+        // SAFETY: the bytes sent are the `inflight` chain's pool buffers,
+        // which nobody writes or frees while `sending` is set (new output goes
+        // to `out`; `close` leaves `inflight` alone) and the pool outlives the
+        // ring's operations. The msghdr and iovecs live in the box parked in
+        // `c.iov` until the completion.
+        unsafe { self.push(&sqe) }
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        self.wake_armed = true;
+        self.ops += 1;
+        let sqe = opcode::PollAdd::new(Fd(self.waker_fd.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(user_data(Op::Wake, 0, 0));
+        // SAFETY: a poll carries no pointer; the eventfd lives in the driver
+        // (and its wakers) longer than the ring.
+        unsafe { self.push(&sqe) }
+    }
+}
