@@ -5,6 +5,9 @@
 # server's PID over a fixed window inside the load).
 #
 # Usage: benches/scripts/echo-syscalls.sh [rounds] [seconds]
+#   VARIANTS="epoll uring uring+POLLRING_URING_TASKRUN=coop"  compare settings:
+#   each variant is a backend, then '+'-separated VAR=VALUE for the server.
+#   DEPTHS="1 16" CONNS=100 SIZE=64 set the load.
 # Needs: linux-perf (perf). Server on CPU 0, load generator on CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +15,8 @@ ROUNDS=${1:-3}
 SECS=${2:-4}
 CONNS=${CONNS:-100}
 SIZE=${SIZE:-64}
+VARIANTS=${VARIANTS:-epoll uring}
+DEPTHS=${DEPTHS:-1 16}
 cargo build --release -q -p pollring-examples --bin echo -p pollring-bench --bin pollring-bench
 ECHO=target/release/echo
 LOAD=target/release/pollring-bench
@@ -23,11 +28,14 @@ cpu_ns() { # total on-CPU ns of all threads of $1
     echo $t
 }
 
-one_run() { # backend depth -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
-    local backend=$1 depth=$2
+one_run() { # variant depth -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
+    local variant=$1 depth=$2
+    local backend=${variant%%+*}
+    local -a envs=()
+    [[ $variant == *+* ]] && IFS=+ read -r -a envs <<<"${variant#*+}"
     PORT=$((PORT + 1))
-    POLLRING_IDLE_TIMEOUT_MS=0 taskset -c 0 "$ECHO" --backend "$backend" --workers 1 \
-        --addr 127.0.0.1:$PORT 2>/dev/null &
+    env POLLRING_IDLE_TIMEOUT_MS=0 "${envs[@]}" taskset -c 0 "$ECHO" --backend "$backend" \
+        --workers 1 --addr 127.0.0.1:$PORT 2>/dev/null &
     local pid=$!
     sleep 0.5
     local out; out=$(mktemp)
@@ -51,19 +59,19 @@ one_run() { # backend depth -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "echo, 1 worker, $CONNS connections, $SIZE-byte messages, $ROUNDS interleaved rounds of ${SECS}s (medians)"
-printf "%-6s %-6s %12s %14s %14s\n" depth backend "msg/s" "cpu ns/msg" "syscalls/msg"
-for depth in 1 16; do
+printf "%-6s %-40s %12s %14s %14s\n" depth variant "msg/s" "cpu ns/msg" "syscalls/msg"
+for depth in $DEPTHS; do
     declare -A R=()
     for round in $(seq "$ROUNDS"); do
-        for backend in epoll uring; do
-            R[$backend]+="$(one_run $backend $depth)"$'\n'
+        for v in $VARIANTS; do
+            R[$v]+="$(one_run "$v" "$depth")"$'\n'
         done
     done
-    for backend in epoll uring; do
-        rates=$(echo -n "${R[$backend]}" | awk '{print $1}' | median)
-        cpu=$(echo -n "${R[$backend]}" | awk '{print $2}' | median)
-        sc=$(echo -n "${R[$backend]}" | awk '{print $3}' | median)
-        printf "%-6s %-6s %12s %14s %14s\n" "$depth" "$backend" "$rates" "$cpu" "$sc"
+    for v in $VARIANTS; do
+        rates=$(echo -n "${R[$v]}" | awk '{print $1}' | median)
+        cpu=$(echo -n "${R[$v]}" | awk '{print $2}' | median)
+        sc=$(echo -n "${R[$v]}" | awk '{print $3}' | median)
+        printf "%-6s %-40s %12s %14s %14s\n" "$depth" "$v" "$rates" "$cpu" "$sc"
     done
     unset R
 done

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use pollring_backends::epoll::EpollConfig;
-pub use pollring_backends::uring::UringConfig;
+pub use pollring_backends::uring::{TaskRun, UringConfig};
 
 use crate::error::{Error, Result};
 
@@ -141,7 +141,11 @@ impl Config {
     /// `POLLRING_PIN_CPUS` (0|1), `POLLRING_BUF_SIZE`, `POLLRING_BUF_COUNT`,
     /// `POLLRING_MAX_CONNECTIONS`, `POLLRING_IDLE_TIMEOUT_MS` (0: none),
     /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
-    /// `POLLRING_SHUTDOWN_GRACE_MS`.
+    /// `POLLRING_SHUTDOWN_GRACE_MS`; for the backends
+    /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
+    /// `POLLRING_URING_BUF_RING_ENTRIES`, `POLLRING_URING_SQPOLL_MS` (0: off),
+    /// `POLLRING_URING_RECV_BUNDLE` (0|1) and `POLLRING_URING_TASKRUN`
+    /// (deferred|coop|plain).
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable that does not parse, or a
@@ -242,7 +246,28 @@ impl ConfigBuilder {
         if let Some(ms) = env_var("POLLRING_SHUTDOWN_GRACE_MS")? {
             b = b.shutdown_grace(Duration::from_millis(ms));
         }
-        Ok(b)
+        let mut uring = b.config.uring.clone();
+        if let Some(v) = env_var("POLLRING_URING_ENTRIES")? {
+            uring.entries = v;
+            uring.cq_entries = uring.cq_entries.max(v);
+        }
+        if let Some(v) = env_var("POLLRING_URING_BUF_RING_ENTRIES")? {
+            uring.buf_ring_entries = v;
+        }
+        if let Some(ms) = env_var::<u32>("POLLRING_URING_SQPOLL_MS")? {
+            uring.sqpoll_idle_ms = (ms > 0).then_some(ms);
+        }
+        if let Some(v) = env_var::<u8>("POLLRING_URING_RECV_BUNDLE")? {
+            uring.recv_bundle = v != 0;
+        }
+        if let Some(v) = env_var("POLLRING_URING_TASKRUN")? {
+            uring.taskrun = v;
+        }
+        let mut epoll = b.config.epoll.clone();
+        if let Some(v) = env_var("POLLRING_EPOLL_RECV_BUDGET")? {
+            epoll.recv_budget = v;
+        }
+        Ok(b.uring(uring).epoll(epoll))
     }
 
     /// Checks the combination and returns the config.

@@ -43,7 +43,9 @@ mod server;
 mod timer;
 mod worker;
 
-pub use config::{Backend, Config, ConfigBuilder, EpollConfig, ParseBackendError, UringConfig};
+pub use config::{
+    Backend, Config, ConfigBuilder, EpollConfig, ParseBackendError, TaskRun, UringConfig,
+};
 pub use conn::{Cx, Input, WorkerCx};
 pub use error::{Error, Result, UringError};
 pub use handler::{CloseReason, Handler};

@@ -20,4 +20,5 @@ mod chain;
 mod pool;
 
 pub use chain::{Chain, Chunks};
+pub(crate) use pool::Mapping;
 pub use pool::{Buf, BufId, Pool, PoolExhausted};

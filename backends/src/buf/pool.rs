@@ -4,8 +4,28 @@ use std::fmt;
 use std::io;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use crate::sys;
+
+/// The pool's memory: one anonymous mapping, unmapped when the last owner
+/// goes. A driver that lends buffers to the kernel holds its own reference,
+/// so the memory outlives the kernel's use even if the `Pool` value itself
+/// is replaced or dropped through `Driver::pool_mut`.
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` come from one `mmap_anonymous` call; this is the
+        // last reference (Rc), so no pool hands out slices into it any more,
+        // and drivers that lent it to the kernel keep a reference until the
+        // kernel is done (or leak it).
+        unsafe { sys::munmap(self.ptr, self.len) };
+    }
+}
 
 /// "No buffer" in the metadata links.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -105,11 +125,15 @@ pub(crate) struct Meta {
 /// Freed buffers are reused last-in first-out, which keeps the hot set small
 /// and in cache.
 pub struct Pool {
+    mapping: Rc<Mapping>,
     base: NonNull<u8>,
     buf_size: u32,
     count: u32,
     free: Vec<u32>,
     meta: Box<[Meta]>,
+    /// Buffers lent to the kernel (an io_uring buffer ring): they may be
+    /// written at any moment, so they must never be freed or read here.
+    lent: Box<[bool]>,
 }
 
 impl Pool {
@@ -130,12 +154,14 @@ impl Pool {
         let base = sys::mmap_anonymous(len)?;
         let count = count.get();
         Ok(Pool {
+            mapping: Rc::new(Mapping { ptr: base, len }),
             base,
             buf_size: buf_size.get() as u32,
             count,
             // Pop order 0, 1, 2…: the first buffers used are the first pages.
             free: (0..count).rev().collect(),
             meta: vec![Meta { start: 0, end: 0, next: NIL }; count as usize].into_boxed_slice(),
+            lent: vec![false; count as usize].into_boxed_slice(),
         })
     }
 
@@ -173,9 +199,42 @@ impl Pool {
     }
 
     pub(crate) fn free_id(&mut self, id: BufId) {
-        debug_assert!(id.0 < self.count);
+        // A hard check: freeing a buffer the kernel may write (a chain built
+        // from another pool, say) would hand kernel-written memory to safe code.
+        assert!(!self.lent[id.0 as usize], "buffer {} is lent to the kernel", id.0);
         debug_assert!(!self.free.contains(&id.0) || self.free.len() > 4096, "double free");
         self.free.push(id.0);
+    }
+
+    /// Lends `buf` to the kernel: it is neither freed nor read until
+    /// [`Pool::reclaim_lent`] or [`Pool::free_lent`] takes it back.
+    pub(crate) fn lend(&mut self, buf: Buf) -> BufId {
+        let id = buf.into_id();
+        self.lent[id.0 as usize] = true;
+        id
+    }
+
+    /// Takes back a buffer the kernel has finished with, filled with
+    /// `start..end`, as an owned handle.
+    ///
+    /// # Panics
+    /// If `id` was not lent (a completion naming a buffer we did not lend).
+    pub(crate) fn reclaim_lent(&mut self, id: BufId, start: usize, end: usize) -> Buf {
+        assert!(std::mem::take(&mut self.lent[id.0 as usize]), "buffer {} was not lent", id.0);
+        self.set_filled(id, start, end);
+        Buf::from_kernel(id)
+    }
+
+    /// Takes back a lent buffer the kernel has finished with, straight into
+    /// the free list.
+    pub(crate) fn free_lent(&mut self, id: BufId) {
+        assert!(std::mem::take(&mut self.lent[id.0 as usize]), "buffer {} was not lent", id.0);
+        self.free_id(id);
+    }
+
+    /// A reference to the memory, for a driver that lends it to the kernel.
+    pub(crate) fn mapping(&self) -> Rc<Mapping> {
+        Rc::clone(&self.mapping)
     }
 
     /// The filled bytes of `buf`.
@@ -248,11 +307,6 @@ impl Pool {
         // SAFETY: `id < count`, so the offset stays inside the mapping.
         unsafe { self.base.as_ptr().add(id.0 as usize * self.buf_size as usize) }
     }
-
-    /// Start of the mapping and its length, for registering with io_uring.
-    pub(crate) fn region(&self) -> (*mut u8, usize) {
-        (self.base.as_ptr(), self.buf_size as usize * self.count as usize)
-    }
 }
 
 impl fmt::Debug for Pool {
@@ -262,16 +316,6 @@ impl fmt::Debug for Pool {
             .field("capacity", &self.count)
             .field("available", &self.free.len())
             .finish()
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let (ptr, len) = self.region();
-        // SAFETY: the region came from `mmap_anonymous` in `new`; the pool is
-        // being dropped, so no `&[u8]` into it survives, and drivers drop their
-        // ring (cancelling kernel use) before the pool they own.
-        unsafe { sys::munmap(NonNull::new_unchecked(ptr), len) };
     }
 }
 
@@ -344,6 +388,28 @@ mod tests {
         assert!(p.spare_mut(&b).is_empty());
         p.free(a);
         p.free(b);
+    }
+
+    #[test]
+    #[should_panic(expected = "lent to the kernel")]
+    fn a_lent_buffer_cannot_be_freed() {
+        let mut p = pool(64, 2);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        // What a chain built from another pool would do with this id.
+        p.free_id(id);
+    }
+
+    #[test]
+    fn lent_buffers_come_back_filled() {
+        let mut p = pool(64, 2);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        assert_eq!(p.available(), 1);
+        let buf = p.reclaim_lent(id, 0, 10);
+        assert_eq!(p.data(&buf).len(), 10);
+        p.free(buf);
+        assert_eq!(p.available(), 2);
     }
 
     #[test]

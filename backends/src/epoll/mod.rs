@@ -121,13 +121,6 @@ pub struct Epoll {
     pool: Pool,
 }
 
-// SAFETY: the raw pointers the driver holds are the pool's mapping (owned by
-// the pool, which moves with the driver and is not shared) and the iovecs in
-// `iov`, which point into that mapping and are rebuilt before every use. No
-// pointer is shared with another thread, and `&mut self` methods serialise
-// all use, so moving the whole driver to another thread is sound.
-unsafe impl Send for Epoll {}
-
 impl std::fmt::Debug for Epoll {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Epoll")

@@ -118,6 +118,13 @@ impl BufRing {
         self.tail.wrapping_sub(self.reported) as usize
     }
 
+    /// The ring slot for position `pos` (taken modulo the ring size).
+    fn entry(&self, pos: u16) -> *mut RawEntry {
+        // SAFETY: `pos & mask < entries`, so the offset stays inside the
+        // mapping of `entries` entries that `base` points at.
+        unsafe { self.base.as_ptr().cast::<RawEntry>().add((pos & self.mask) as usize) }
+    }
+
     /// Whether no buffer is left for the kernel to receive into.
     pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
@@ -135,14 +142,17 @@ impl BufRing {
         assert!(self.room() > 0, "buffer ring overfilled");
         assert!(!self.in_ring[bid], "bid {bid} put in the buffer ring twice");
         let pos = self.tail;
-        // SAFETY: `pos & mask < entries`, inside the mapping; the slot is not
-        // in the kernel's window [head, tail) because `room() > 0` (see the
-        // module docs), so we are its only user. The tail of the ring
-        // overlaps only the `resv` field of entry 0, which `set_*` leave alone.
-        let entry = unsafe { &mut *self.base.as_ptr().add((pos & self.mask) as usize) };
-        entry.set_addr(addr as u64);
-        entry.set_len(len);
-        entry.set_bid(bid as u16);
+        let entry = self.entry(pos);
+        // SAFETY: `entry` points inside the mapping (see `entry`); the slot is
+        // outside the kernel's window [head, tail) because `room() > 0`, so
+        // the kernel neither reads nor writes it now. The fields are written
+        // through raw pointers, creating no reference: entry 0's `resv` is the
+        // ring's shared tail, which the kernel reads concurrently.
+        unsafe {
+            std::ptr::addr_of_mut!((*entry).addr).write(addr as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(len);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid as u16);
+        }
         self.pos_of[bid] = pos;
         self.in_ring[bid] = true;
         self.tail = pos.wrapping_add(1);
@@ -166,11 +176,13 @@ impl BufRing {
             let bid = if i == 0 {
                 first
             } else {
-                let pos = start.wrapping_add(i as u16) & self.mask;
-                // SAFETY: `pos < entries`, inside the mapping; the kernel does
-                // not write entries of a non-incremental ring, and this slot
-                // is not reused before we count it reported below.
-                unsafe { (*self.base.as_ptr().add(pos as usize)).bid() }
+                let entry = self.entry(start.wrapping_add(i as u16));
+                // SAFETY: `entry` points inside the mapping. The kernel has
+                // consumed this slot (it is reported in this completion) and
+                // writes at most its `len` (bundle truncation), never `bid`;
+                // we do not refill the slot before counting it reported below.
+                // A raw read creates no reference to memory the kernel shares.
+                unsafe { std::ptr::addr_of!((*entry).bid).read() }
             };
             match self.in_ring.get_mut(bid as usize) {
                 Some(slot) if *slot => *slot = false,
@@ -206,3 +218,17 @@ impl Drop for BufRing {
         unsafe { sys::munmap(self.base.cast(), self.map_len) };
     }
 }
+
+/// The kernel's `struct io_uring_buf`, field by field, so single fields can
+/// be written through raw pointers.
+#[repr(C)]
+struct RawEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    /// Entry 0's `resv` is the ring's tail, shared with the kernel.
+    resv: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<RawEntry>() == std::mem::size_of::<BufRingEntry>());
+const _: () = assert!(std::mem::size_of::<RawEntry>() == 16);

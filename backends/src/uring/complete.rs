@@ -10,7 +10,6 @@ use io_uring::cqueue;
 
 use super::conn::{decode, same_generation, user_data, Op};
 use super::{Cancel, Uring};
-use crate::buf::Buf;
 use crate::driver::{Event, ListenerId, Token};
 use crate::sys;
 
@@ -66,7 +65,7 @@ impl Uring {
             if let Some(bid) = cqueue::buffer_select(cqe.flags) {
                 let count = if bundle { (cqe.res.max(1) as usize).div_ceil(buf_size) } else { 1 };
                 let pool = &mut *self.pool;
-                self.bufring.take(bid, count, |id| pool.free_id(id));
+                self.bufring.take(bid, count, |id| pool.free_lent(id));
             }
             return;
         };
@@ -84,21 +83,28 @@ impl Uring {
                         let n = left.min(buf_size);
                         left -= n;
                         if closing {
-                            pool.free_id(id);
+                            pool.free_lent(id);
                         } else {
-                            pool.set_filled(id, 0, n);
-                            out.push(Event::Recv { token, buf: Buf::from_kernel(id) });
+                            let buf = pool.reclaim_lent(id, 0, n);
+                            out.push(Event::Recv { token, buf });
                         }
                     });
                 }
                 None => tracing::warn!("recv completion of {} bytes without a buffer", cqe.res),
             }
-        } else if cqe.res == 0 {
+        } else if let Some(bid) = cqueue::buffer_select(cqe.flags) {
+            // The kernel committed a buffer but filled nothing into it
+            // (possible on its worker-thread path): take it back, or the
+            // ring slot and the pool buffer are lost for good.
+            let pool = &mut *self.pool;
+            self.bufring.take(bid, 1, |id| pool.free_lent(id));
+        }
+        if cqe.res == 0 {
             c.recv_done = true;
             if !c.closing {
                 out.push(Event::Eof { token });
             }
-        } else {
+        } else if cqe.res < 0 {
             match -cqe.res {
                 // The buffer ring ran dry; nothing was consumed from the
                 // socket. Re-armed below once the ring has buffers again.
@@ -108,6 +114,12 @@ impl Uring {
                 }
                 // pause_recv or close.
                 libc::ECANCELED => {}
+                // Spurious: the kernel retried the receive on a worker
+                // thread against the non-blocking socket. Not an error of
+                // the connection: re-armed below like ENOBUFS.
+                libc::EAGAIN | libc::EINTR => {
+                    tracing::trace!("recv on slot {index} returned EAGAIN; re-arming");
+                }
                 errno => {
                     c.recv_done = true;
                     if !c.closing {
@@ -166,6 +178,13 @@ impl Uring {
                 c.flush_queued = true;
                 self.flush.push(index);
             }
+        } else if matches!(-cqe.res, libc::EAGAIN | libc::EINTR) {
+            // Spurious (a worker-thread retry on the non-blocking socket):
+            // nothing was written; send the same bytes again next turn.
+            if !c.flush_queued {
+                c.flush_queued = true;
+                self.flush.push(index);
+            }
         } else {
             c.send_failed = true;
             out.push(Event::Error { token, error: io::Error::from_raw_os_error(-cqe.res) });
@@ -213,7 +232,19 @@ impl Uring {
                 out.push(Event::Accepted { listener, fd, peer });
             }
             None => match -cqe.res {
-                errno @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                libc::ECANCELED => {}
+                // Concern one pending connection only: carry on.
+                errno @ (libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::EAGAIN
+                | libc::EINTR) => tracing::debug!(
+                    "accept failed for one connection: {}",
+                    io::Error::from_raw_os_error(errno)
+                ),
+                // Out of resources, or the listener itself is broken: report
+                // and back off, so a persistent error cannot spin the worker.
+                errno => {
                     if !l.closing {
                         tracing::warn!(
                             "accept failed: {}; backing off",
@@ -229,11 +260,6 @@ impl Uring {
                         }
                     }
                 }
-                libc::ECANCELED => {}
-                errno => tracing::debug!(
-                    "accept failed: {} (transient)",
-                    io::Error::from_raw_os_error(errno)
-                ),
             },
         }
         if !more {

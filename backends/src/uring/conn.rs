@@ -94,7 +94,8 @@ impl SendMsgState {
 
 /// One connection.
 pub(super) struct Conn {
-    pub(super) fd: OwnedFd,
+    /// The socket; `None` once closed (the slot lives one turn longer).
+    pub(super) fd: Option<OwnedFd>,
     pub(super) generation: u32,
     /// Operations submitted whose final completion has not arrived yet.
     pub(super) ops: u32,
@@ -127,9 +128,15 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// The raw descriptor for an SQE (only called for live connections).
+    pub(super) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
     pub(super) fn new(fd: OwnedFd, generation: u32) -> Conn {
         Conn {
-            fd,
+            fd: Some(fd),
             generation,
             ops: 0,
             recv_armed: false,

@@ -105,6 +105,38 @@ pub struct UringConfig {
     pub send_zc_threshold: Option<usize>,
     /// Buffers kept out of the receive path so writes can still get one.
     pub recv_reserve: usize,
+    /// How completions are run; without SQPOLL the driver tries this mode
+    /// first and falls back to the next simpler one the kernel accepts.
+    pub taskrun: TaskRun,
+}
+
+/// How the kernel runs the work that posts completions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskRun {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN` (Linux 6.1): completions
+    /// are produced only inside our `io_uring_enter`, on our thread: no
+    /// interrupts of the worker, fewer locks.
+    #[default]
+    Deferred,
+    /// `COOP_TASKRUN` (Linux 5.19): no inter-processor interrupt to post a
+    /// completion; it is posted at the next kernel entry.
+    Coop,
+    /// No task-run flag: the kernel's default signalling.
+    Plain,
+}
+
+impl std::str::FromStr for TaskRun {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TaskRun, String> {
+        match s {
+            "deferred" | "defer" => Ok(TaskRun::Deferred),
+            "coop" => Ok(TaskRun::Coop),
+            "plain" | "none" => Ok(TaskRun::Plain),
+            _ => Err(format!("unknown task-run mode {s:?}: expected deferred, coop or plain")),
+        }
+    }
 }
 
 impl Default for UringConfig {
@@ -117,6 +149,7 @@ impl Default for UringConfig {
             recv_bundle: false,
             send_zc_threshold: None,
             recv_reserve: 64,
+            taskrun: TaskRun::Deferred,
         }
     }
 }
@@ -185,6 +218,10 @@ pub struct Uring {
     stats: DriverStats,
     counters: UringCounters,
     // Declared last and dropped by hand in `Drop`, after the kernel is done.
+    /// The memory the kernel may write: held here too, so that it outlives
+    /// the kernel's use even if the caller replaces the pool through
+    /// `pool_mut`. Dropped after cancel-and-wait, or leaked.
+    mapping: ManuallyDrop<std::rc::Rc<crate::buf::Mapping>>,
     pool: ManuallyDrop<Pool>,
 }
 
@@ -198,7 +235,12 @@ impl Uring {
     /// A [`UringError`] naming why io_uring cannot be used (see [`probe`]).
     pub fn new(pool: Pool, config: &UringConfig) -> Result<Uring, UringError> {
         probe::check_config(config)?;
-        let ring = probe::build_ring(config.entries, config.cq_entries, config.sqpoll_idle_ms)?;
+        let ring = probe::build_ring(
+            config.entries,
+            config.cq_entries,
+            config.sqpoll_idle_ms,
+            config.taskrun,
+        )?;
         probe::check_ring(&ring)?;
         let bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
         if config.recv_bundle && !bundle {
@@ -242,6 +284,7 @@ impl Uring {
             sqpoll,
             stats: DriverStats::default(),
             counters: UringCounters::default(),
+            mapping: ManuallyDrop::new(pool.mapping()),
             pool: ManuallyDrop::new(pool),
         };
         uring.refill();
@@ -363,13 +406,16 @@ impl Uring {
                 continue;
             }
             conn.reported_closed = true;
+            // Nothing of the kernel's refers to the socket any more: close
+            // it now, so the peer sees the close when `Closed` is reported.
+            conn.fd = None;
+            self.stats.syscalls += 1;
             out.push(Event::Closed { token: Token::new(index as u32, conn.generation) });
             self.reclaim.push(index);
         }
     }
 
-    /// Closes the descriptors and frees the slots of connections whose
-    /// `Closed` the caller has had.
+    /// Frees the slots of connections whose `Closed` the caller has had.
     fn reclaim(&mut self) {
         for index in self.reclaim.drain(..) {
             let Some(conn) = self.conns.try_remove(index) else { continue };
@@ -380,8 +426,7 @@ impl Uring {
                 self.iov_free.push(state);
             }
             self.generations[index] = generation.wrapping_add(1);
-            drop(fd);
-            self.stats.syscalls += 1;
+            debug_assert!(fd.is_none(), "closed when Closed was emitted");
         }
     }
 
@@ -591,18 +636,23 @@ impl Drop for Uring {
             if clean || !conn.sending {
                 conn.inflight.clear(&mut self.pool);
             } else {
-                // The kernel may still read these buffers: never free them.
+                // The kernel may still read these buffers and the msghdr and
+                // iovecs that point at them: never free either.
                 std::mem::forget(std::mem::take(&mut conn.inflight));
+                std::mem::forget(conn.iov.take());
             }
         }
         if clean {
             self.bufring.unregister(&self.ring.submitter());
             let pool = &mut *self.pool;
-            self.bufring.drain(|id| pool.free_id(id));
+            self.bufring.drain(|id| pool.free_lent(id));
             // SAFETY: every operation has completed and the buffer ring is
             // unregistered, so the kernel holds no pointer into the pool; the
             // pool is not used after this (the remaining fields do not touch it).
             unsafe { ManuallyDrop::drop(&mut self.pool) };
+            // SAFETY: as above: the kernel is done with the memory; this is
+            // the last use of the field.
+            unsafe { ManuallyDrop::drop(&mut self.mapping) };
         } else {
             tracing::warn!(
                 "io_uring operations still in flight at drop; leaking the buffer pool and ring memory"

@@ -109,7 +109,7 @@ impl std::error::Error for UringError {
 /// missing opcode or feature, or another set-up failure.
 pub fn probe(config: &UringConfig) -> Result<(), UringError> {
     check_config(config)?;
-    let ring = build_ring(8, 16, config.sqpoll_idle_ms)?;
+    let ring = build_ring(8, 16, config.sqpoll_idle_ms, config.taskrun)?;
     check_ring(&ring)?;
     // The buffer ring: register a tiny one and take it back.
     let mut bufring = BufRing::new(1, 1)
@@ -208,6 +208,7 @@ pub(super) fn build_ring(
     entries: u32,
     cq_entries: u32,
     sqpoll_idle_ms: Option<u32>,
+    taskrun: super::TaskRun,
 ) -> Result<IoUring, UringError> {
     #[derive(Clone, Copy)]
     enum Flags {
@@ -217,9 +218,19 @@ pub(super) fn build_ring(
         SqpollSingle(u32),
         Sqpoll(u32),
     }
+    let ladder = [Flags::Deferred, Flags::Coop, Flags::Plain];
+    let from = match taskrun {
+        super::TaskRun::Deferred => 0,
+        super::TaskRun::Coop => 1,
+        super::TaskRun::Plain => 2,
+    };
+    let sqpoll;
     let attempts: &[Flags] = match sqpoll_idle_ms {
-        None => &[Flags::Deferred, Flags::Coop, Flags::Plain],
-        Some(idle) => &[Flags::SqpollSingle(idle), Flags::Sqpoll(idle)],
+        None => &ladder[from..],
+        Some(idle) => {
+            sqpoll = [Flags::SqpollSingle(idle), Flags::Sqpoll(idle)];
+            &sqpoll
+        }
     };
     let mut last = io::Error::from_raw_os_error(libc::EINVAL);
     for &attempt in attempts {

@@ -37,7 +37,7 @@ impl Uring {
         let mut added = false;
         while self.bufring.room() > 0 && self.pool.available() > self.recv_reserve {
             let Some(buf) = self.pool.alloc() else { break };
-            let id = buf.into_id();
+            let id = self.pool.lend(buf);
             self.bufring.push(id, self.pool.raw_ptr(id), size);
             added = true;
         }
@@ -90,7 +90,7 @@ impl Uring {
                     // Only while the fd is still this connection's (it is
                     // closed once `ops` reaches zero).
                     Some(c) if c.generation == generation && c.ops > 0 => {
-                        let fd = Fd(c.fd.as_raw_fd());
+                        let fd = Fd(c.raw_fd());
                         opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all()).build()
                     }
                     _ => continue,
@@ -163,7 +163,7 @@ impl Uring {
             c.recv_armed = true;
             c.ops += 1;
             self.ops += 1;
-            let fd = Fd(c.fd.as_raw_fd());
+            let fd = Fd(c.raw_fd());
             let sqe = if self.bundle {
                 opcode::RecvMultiBundle::new(fd, BGID).build()
             } else {
@@ -201,7 +201,7 @@ impl Uring {
                 c.shutdown = ShutdownState::Submitted;
                 c.ops += 1;
                 self.ops += 1;
-                let sqe = opcode::Shutdown::new(Fd(c.fd.as_raw_fd()), libc::SHUT_WR)
+                let sqe = opcode::Shutdown::new(Fd(c.raw_fd()), libc::SHUT_WR)
                     .build()
                     .user_data(user_data(Op::Shutdown, index, c.generation));
                 // SAFETY: shutdown carries no pointer.
@@ -217,7 +217,7 @@ impl Uring {
     /// segments) of the connection's `inflight` chain.
     fn submit_send(&mut self, index: usize) -> io::Result<()> {
         let Some(c) = self.conns.get_mut(index) else { return Ok(()) };
-        let fd = Fd(c.fd.as_raw_fd());
+        let fd = Fd(c.raw_fd());
         let mut segments = c.inflight.segments(&self.pool).filter(|&(_, start, end)| end > start);
         let Some((first, start, end)) = segments.next() else { return Ok(()) };
         let second = segments.next();
