@@ -1,6 +1,8 @@
 //! Servers built on pollring, and the pieces they share.
 //!
 //! * `echo` — writes back every byte (zero-copy with [`Cx::forward`]).
+//! * `http` — HTTP/1.1: keep-alive, pipelining, TechEmpower plaintext/json.
+//! * `resp` — a Redis-protocol (RESP2) key-value server.
 //!
 //! Each binary takes the same flags ([`ServerArgs`]): `--backend`,
 //! `--workers`, `--addr`, on top of the `POLLRING_*` environment variables.
@@ -11,6 +13,8 @@
 #![deny(missing_docs)]
 
 pub mod echo;
+pub mod http;
+pub mod resp;
 
 use std::net::SocketAddr;
 

@@ -125,11 +125,6 @@ impl BufRing {
         unsafe { self.base.as_ptr().cast::<RawEntry>().add((pos & self.mask) as usize) }
     }
 
-    /// Whether no buffer is left for the kernel to receive into.
-    pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Slots we may write without overwriting an entry the kernel may still take.
     pub(super) fn room(&self) -> usize {
         self.entries as usize - self.len()

@@ -36,6 +36,12 @@ pub enum UringError {
     MissingFeature(&'static str),
     /// The configuration cannot work (named).
     InvalidConfig(&'static str),
+    /// Every ring set-up the driver tries was refused (`EINVAL`) and the
+    /// kernel is older than 6.0, which the driver needs.
+    KernelTooOld {
+        /// The running kernel's major and minor version.
+        found: (u32, u32),
+    },
     /// Another failure while setting up.
     Setup {
         /// What was being done.
@@ -71,6 +77,11 @@ impl fmt::Display for UringError {
                 f,
                 "this kernel has no io_uring (ENOSYS): it is too old or built without CONFIG_IO_URING; \
                  Linux 6.0 or newer is needed, or use the epoll backend"
+            ),
+            UringError::KernelTooOld { found: (major, minor) } => write!(
+                f,
+                "io_uring set-up refused by Linux {major}.{minor}: the driver needs Linux 6.0 or \
+                 newer (multishot receive, provided buffer rings); upgrade or use the epoll backend"
             ),
             UringError::MissingOpcode(op) => write!(
                 f,
@@ -184,17 +195,52 @@ pub(super) fn check_ring(ring: &IoUring) -> Result<(), UringError> {
             return Err(UringError::MissingOpcode(name));
         }
     }
-    // Multishot accept (5.19) and multishot recv (6.0) are flags, not
-    // opcodes: the probe cannot see them, the kernel version can.
-    match crate::sys::kernel_version() {
-        Some(v) if v < (6, 0) => {
-            return Err(UringError::MissingFeature(
-                "multishot recv (IORING_RECV_MULTISHOT, Linux 6.0)",
-            ))
-        }
-        _ => {}
-    }
+    check_multishot_recv(ring)?;
     Ok(())
+}
+
+/// Multishot recv (Linux 6.0) is a flag, not an opcode, so the opcode probe
+/// cannot see it: submit one on a socketpair against a buffer group that
+/// does not exist. A kernel that knows multishot recv fails it with
+/// `ENOBUFS` (no buffer to select); one that does not, with `EINVAL`.
+/// (Multishot accept, Linux 5.19, is older, so it is covered too.)
+fn check_multishot_recv(ring: &IoUring) -> Result<(), UringError> {
+    use std::os::fd::AsRawFd;
+    let (a, _b) = std::os::unix::net::UnixStream::pair()
+        .map_err(|source| UringError::Setup { step: "socketpair for the probe", source })?;
+    let sqe = opcode::RecvMulti::new(io_uring::types::Fd(a.as_raw_fd()), u16::MAX - 1).build();
+    // SAFETY: the probe ring is used by this thread only, so no other
+    // submission queue handle exists; a buffer-select recv carries no buffer
+    // pointer, and the socket outlives the completion, awaited below.
+    unsafe { ring.submission_shared().push(&sqe) }.map_err(|_| UringError::Setup {
+        step: "probe submission",
+        source: io::Error::other("SQ full"),
+    })?;
+    let mut res = None;
+    for _ in 0..2 {
+        ring.submitter()
+            .submit_and_wait(1)
+            .map_err(|source| UringError::Setup { step: "probe submission", source })?;
+        // SAFETY: this thread is the ring's only user during the probe.
+        if let Some(cqe) = unsafe { ring.completion_shared() }.next() {
+            res = Some(cqe.result());
+            break;
+        }
+    }
+    match res.map(|r| -r) {
+        Some(libc::ENOBUFS) => Ok(()),
+        Some(libc::EINVAL) => {
+            Err(UringError::MissingFeature("multishot recv (IORING_RECV_MULTISHOT, Linux 6.0)"))
+        }
+        Some(errno) => Err(UringError::Setup {
+            step: "probing multishot recv",
+            source: io::Error::from_raw_os_error(errno),
+        }),
+        None => Err(UringError::Setup {
+            step: "probing multishot recv",
+            source: io::Error::other("no completion"),
+        }),
+    }
 }
 
 /// Builds the ring with the best set-up flags the kernel accepts, falling
@@ -260,7 +306,10 @@ pub(super) fn build_ring(
             Err(e) => return Err(classify_setup_error(e)),
         }
     }
-    Err(UringError::Setup { step: "io_uring_setup", source: last })
+    match crate::sys::kernel_version() {
+        Some(found) if found < (6, 0) => Err(UringError::KernelTooOld { found }),
+        _ => Err(UringError::Setup { step: "io_uring_setup", source: last }),
+    }
 }
 
 /// Names the reason behind an `io_uring_setup` failure.

@@ -138,27 +138,28 @@ impl Uring {
         Ok(())
     }
 
-    /// Arms a multishot receive for every connection that wants one. While
-    /// the buffer ring is empty, connections stay queued (starved) for a
-    /// later turn.
+    /// Arms a multishot receive for connections that want one, oldest first,
+    /// at most as many as the buffer ring holds buffers: arming more would
+    /// only have them fail with `ENOBUFS` at once (an SQE and a CQE each,
+    /// for nothing). The rest stay queued (starved) for a later turn.
     fn arm_recvs(&mut self) -> io::Result<()> {
         let mut list = std::mem::take(&mut self.rearm);
-        let mut i = 0;
-        while i < list.len() {
+        let mut budget = self.bufring.len();
+        let mut kept = 0;
+        for i in 0..list.len() {
             let index = list[i];
-            let Some(c) = self.conns.get_mut(index) else {
-                list.swap_remove(i);
-                continue;
-            };
+            debug_assert!(kept <= i);
+            let Some(c) = self.conns.get_mut(index) else { continue };
             if !c.wants_recv() {
                 c.rearm_queued = false;
-                list.swap_remove(i);
                 continue;
             }
-            if self.bufring.is_empty() {
-                i += 1;
+            if budget == 0 {
+                list[kept] = index;
+                kept += 1;
                 continue;
             }
+            budget -= 1;
             c.rearm_queued = false;
             c.recv_armed = true;
             c.ops += 1;
@@ -170,13 +171,14 @@ impl Uring {
                 opcode::RecvMulti::new(fd, BGID).build()
             };
             let sqe = sqe.user_data(user_data(Op::Recv, index, c.generation));
-            list.swap_remove(i);
             // SAFETY: the receive writes only into buffers of the registered
-            // buffer ring: pool buffers lent to the kernel (their handles
-            // forgotten until the completion gives them back), in a pool
-            // that outlives the ring's operations.
+            // buffer ring: pool buffers lent to the kernel (marked lent in the
+            // pool until the completion gives them back), in memory the
+            // driver keeps mapped until every operation has completed.
+            // A failed push ends the worker (the ring itself is broken).
             unsafe { self.push(&sqe)? };
         }
+        list.truncate(kept);
         debug_assert!(self.rearm.is_empty());
         self.rearm = list;
         Ok(())
