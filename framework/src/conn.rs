@@ -33,6 +33,10 @@ pub(crate) struct ConnIo {
     pub(crate) listed: bool,
     /// In the worker's list of connections with new input.
     pub(crate) has_data: bool,
+    /// FIN sent after the last output; discarding input until the peer's EOF.
+    pub(crate) lingering: bool,
+    /// When lingering gives up and closes anyway.
+    pub(crate) linger_until: Option<Instant>,
     /// A write found the pool empty.
     pub(crate) out_of_buffers: bool,
     /// Last receive or send completion, for the idle timeout.
@@ -54,6 +58,8 @@ impl ConnIo {
             dirty: false,
             listed: false,
             has_data: false,
+            lingering: false,
+            linger_until: None,
             out_of_buffers: false,
             last_active: now,
         }

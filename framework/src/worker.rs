@@ -26,6 +26,10 @@ use crate::handler::{CloseReason, Handler};
 use crate::server::{Shared, WorkerStats};
 use crate::{Config, WorkerId};
 
+/// How long a closing connection waits for the peer's EOF after sending FIN
+/// (see [`Worker::close_drained`]).
+const LINGER: Duration = Duration::from_secs(2);
+
 /// One connection: the framework's part and the handler's part.
 struct Slot<C> {
     io: ConnIo,
@@ -162,7 +166,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             Event::Eof { token } => {
                 if let Some(slot) = self.slot(token) {
                     slot.io.read_closed = true;
-                    if slot.io.closing.is_none() && slot.io.close_after_drain.is_none() {
+                    if slot.io.lingering {
+                        let reason = slot.io.close_after_drain.unwrap_or(CloseReason::Local);
+                        self.close_now(token, reason);
+                    } else if slot.io.closing.is_none() && slot.io.close_after_drain.is_none() {
                         self.mark_data(token);
                     }
                 }
@@ -361,8 +368,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                     io.paused = true;
                     self.driver.pause_recv(token);
                 }
-                if pending == 0 {
-                    self.close_now(token, reason);
+                if pending == 0 && !io.lingering {
+                    self.close_drained(token, reason);
                 }
             }
         }
@@ -387,7 +394,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         // Everything written so far is out.
         if let Some(reason) = slot.io.close_after_drain {
-            self.close_now(token, reason);
+            if !slot.io.lingering {
+                self.close_drained(token, reason);
+            }
             return;
         }
         if slot.io.paused {
@@ -418,6 +427,29 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         } else if slot.io.dirty || slot.io.close_after_drain.is_some() {
             self.mark_dirty(token);
         }
+    }
+
+    /// Closes a connection whose output is all written. If the peer may still
+    /// be sending, closing now would make the kernel answer with a reset,
+    /// which can destroy the response on its way; so first send FIN and
+    /// *linger*: read and discard until the peer's EOF or [`LINGER`] passes.
+    fn close_drained(&mut self, token: Token, reason: CloseReason) {
+        let now = self.now;
+        let Some(slot) = self.slot(token) else { return };
+        if slot.io.read_closed {
+            self.close_now(token, reason);
+            return;
+        }
+        let io = &mut slot.io;
+        io.lingering = true;
+        let until = now + LINGER;
+        io.linger_until = Some(until);
+        let resume = std::mem::take(&mut io.paused);
+        self.driver.shutdown_write(token);
+        if resume {
+            self.driver.resume_recv(token);
+        }
+        self.wheel.insert(until, token);
     }
 
     /// Asks the driver to close now (unsent output is dropped).
@@ -460,18 +492,28 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
-    /// Idle timeouts, the handler's tick, the shutdown deadline.
+    /// Idle timeouts, lingering closes, the handler's tick, the shutdown
+    /// deadline.
     fn timers(&mut self) {
         let now = self.now;
-        if let Some(timeout) = self.config.idle_timeout {
-            if self.wheel.next_due().is_some_and(|due| due <= now) {
-                let mut expired = std::mem::take(&mut self.expired);
-                self.wheel.advance(now, &mut expired);
-                for token in expired.drain(..) {
-                    let Some(slot) = self.slot(token) else { continue };
-                    if slot.io.closing.is_some() {
-                        continue;
+        let idle_timeout = self.config.idle_timeout;
+        if self.wheel.next_due().is_some_and(|due| due <= now) {
+            let mut expired = std::mem::take(&mut self.expired);
+            self.wheel.advance(now, &mut expired);
+            for token in expired.drain(..) {
+                let Some(slot) = self.slot(token) else { continue };
+                if slot.io.closing.is_some() {
+                    continue;
+                }
+                if let Some(until) = slot.io.linger_until {
+                    if until <= now {
+                        let reason = slot.io.close_after_drain.unwrap_or(CloseReason::Local);
+                        self.close_now(token, reason);
                     }
+                    // The idle entry (if any) is still in the wheel too.
+                    continue;
+                }
+                if let Some(timeout) = idle_timeout {
                     let deadline = slot.io.last_active + timeout;
                     if deadline <= now {
                         tracing::debug!(token = token.as_u64(), "idle timeout");
@@ -480,8 +522,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                         self.wheel.insert(deadline, token);
                     }
                 }
-                self.expired = expired;
             }
+            self.expired = expired;
         }
         if self.next_tick.is_some_and(|t| t <= now) {
             let mut cx = WorkerCx {
@@ -522,9 +564,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let tokens: Vec<Token> = self.slots.iter().flatten().map(|s| s.io.token).collect();
         for token in tokens {
-            if let Some(slot) = self.slot(token) {
-                slot.io.close_after_drain.get_or_insert(CloseReason::Shutdown);
+            let Some(slot) = self.slot(token) else { continue };
+            if slot.io.pending_output() == 0 && slot.io.input.is_empty() && !slot.io.lingering {
+                // Idle: no answer to protect, so no lingering either.
+                self.close_now(token, CloseReason::Shutdown);
+                continue;
             }
+            slot.io.close_after_drain.get_or_insert(CloseReason::Shutdown);
             self.mark_dirty(token);
         }
         self.flush();

@@ -117,7 +117,53 @@ fn handler_panic_closes_only_that_connection(backend: Backend) {
     });
 }
 
+/// Answers the first byte with 1 MiB and closes, whatever else arrives.
+struct AnswerAndClose;
+
+impl Handler for AnswerAndClose {
+    type Conn = bool;
+    fn on_open(&mut self, _cx: &mut Cx<'_>) -> bool {
+        false
+    }
+    fn on_data(&mut self, answered: &mut bool, cx: &mut Cx<'_>) {
+        if !*answered && !cx.input().is_empty() {
+            *answered = true;
+            cx.write(&pattern(1 << 20, 21));
+            cx.close();
+        }
+    }
+}
+
+fn close_while_the_peer_still_sends_loses_no_response(backend: Backend) {
+    let server = start(config(backend), |_| AnswerAndClose);
+    let mut s = connect(server.local_addr());
+    // Keep sending while the server answers and closes: without a lingering
+    // close, its unread input would make the kernel reset the connection
+    // and the tail of the answer would be lost.
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 16 * 1024];
+        for _ in 0..200 {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown(Shutdown::Write);
+    });
+    let (got, err) = read_to_end(&mut s);
+    writer.join().unwrap();
+    assert!(
+        err.is_none(),
+        "the answer must end in a clean EOF, got {err:?} after {} bytes",
+        got.len()
+    );
+    assert_eq!(got.len(), 1 << 20);
+    assert!(got == pattern(1 << 20, 21));
+    eventually(IO_TIMEOUT, "connection released", || server.stats().connections == 0);
+}
+
 on_both_backends!(
+    close_while_the_peer_still_sends_loses_no_response,
     half_close_gets_every_byte_then_eof,
     client_reset_mid_stream_leaves_others_served,
     idle_connections_time_out,

@@ -48,7 +48,11 @@ fn graceful_shutdown_delivers_queued_output(backend: Backend) {
     got.extend_from_slice(&rest);
     assert_eq!(got.len(), BLOB, "every queued byte is delivered before close");
     assert!(got == pattern(BLOB, 11));
+    // The server lingers for our EOF after its FIN (see close_drained): close.
+    drop(s);
+    let t = std::time::Instant::now();
     server.wait().expect("workers stop cleanly");
+    assert!(t.elapsed() < Duration::from_secs(1), "the linger ends at the peer's EOF");
     // Accepting stopped: the port no longer takes connections.
     assert!(std::net::TcpStream::connect(addr).is_err(), "listener closed after shutdown");
 }

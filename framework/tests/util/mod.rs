@@ -112,6 +112,7 @@ pub fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::Error>) {
         match s.read(&mut buf) {
             Ok(0) => return (out, None),
             Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return (out, Some(e)),
         }
     }
