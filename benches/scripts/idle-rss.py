@@ -4,7 +4,11 @@
 Usage: benches/scripts/idle-rss.py BACKEND N PORT   (e.g. uring 10000 7601)
 Build first: cargo build --release -p pollring-examples --bin echo
 Opens N connections (each echoes one byte, so it is accepted and registered),
-waits, and reports (VmRSS after - VmRSS before) / N. Both the server and this
+waits, and reports (VmRSS after - VmRSS before) / N. WARM=K (default 10)
+connections are opened before the baseline: with io_uring, K above the
+buffer ring's size (1024) cycles every ring buffer first, so the fixed
+per-worker cost of the ring's touched pages stays out of the per-connection
+figure. Both the server and this
 client need N+ descriptors: this machine class allows 20,000 per process.
 """
 import socket, subprocess, sys, time, os
@@ -17,7 +21,7 @@ def rss():
         if l.startswith("VmRSS"): return int(l.split()[1])
 # warm-up: a few connections so lazy allocations (first pool pages, slabs) are in the baseline
 warm=[]
-for i in range(10):
+for i in range(int(os.environ.get("WARM", "10"))):
     s=socket.create_connection(("127.0.0.1",port)); s.sendall(b"x"); s.recv(1); warm.append(s)
 time.sleep(0.3); base=rss()
 socks=[]
