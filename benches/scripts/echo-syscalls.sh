@@ -28,12 +28,11 @@ cpu_ns() { # total on-CPU ns of all threads of $1
     echo $t
 }
 
-one_run() { # variant depth -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
-    local variant=$1 depth=$2
+one_run() { # variant depth port -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
+    local variant=$1 depth=$2 PORT=$3
     local backend=${variant%%+*}
     local -a envs=()
     [[ $variant == *+* ]] && IFS=+ read -r -a envs <<<"${variant#*+}"
-    PORT=$((PORT + 1))
     env POLLRING_IDLE_TIMEOUT_MS=0 "${envs[@]}" taskset -c 0 "$ECHO" --backend "$backend" \
         --workers 1 --addr 127.0.0.1:$PORT 2>/dev/null &
     local pid=$!
@@ -64,7 +63,8 @@ for depth in $DEPTHS; do
     declare -A R=()
     for round in $(seq "$ROUNDS"); do
         for v in $VARIANTS; do
-            R[$v]+="$(one_run "$v" "$depth")"$'\n'
+            PORT=$((PORT + 1))
+            R[$v]+="$(one_run "$v" "$depth" "$PORT")"$'\n'
         done
     done
     for v in $VARIANTS; do

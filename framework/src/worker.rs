@@ -364,7 +364,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 self.driver.pause_recv(token);
             }
             if let Some(reason) = io.close_after_drain {
-                if !io.paused {
+                // A lingering connection keeps receiving: it waits for EOF.
+                if !io.paused && !io.lingering {
                     io.paused = true;
                     self.driver.pause_recv(token);
                 }

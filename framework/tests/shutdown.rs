@@ -67,6 +67,37 @@ fn shutdown_with_idle_connections_is_prompt(backend: Backend) {
     drop(clients);
 }
 
+/// Answers the first input with `bye` and closes.
+struct Bye;
+
+impl Handler for Bye {
+    type Conn = ();
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+        if !cx.input().is_empty() {
+            cx.write(b"bye");
+            cx.close();
+        }
+    }
+}
+
+fn shutdown_does_not_stall_a_lingering_close(backend: Backend) {
+    let server = start(config(backend), |_| Bye);
+    let mut s = connect(server.local_addr());
+    s.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut s, 3), b"bye");
+    // The server has sent FIN and lingers for our EOF. Shut down now, then
+    // close: the linger must still see the EOF and end at once.
+    std::thread::sleep(Duration::from_millis(50));
+    let trigger = server.trigger();
+    trigger.shutdown();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
+    let t = std::time::Instant::now();
+    server.wait().expect("clean stop");
+    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+}
+
 trait WaitAfterShutdown {
     fn wait_after_shutdown(self);
 }
@@ -80,5 +111,6 @@ impl WaitAfterShutdown for pollring::ServerHandle {
 
 on_both_backends!(
     graceful_shutdown_delivers_queued_output,
-    shutdown_with_idle_connections_is_prompt
+    shutdown_with_idle_connections_is_prompt,
+    shutdown_does_not_stall_a_lingering_close,
 );

@@ -516,6 +516,12 @@ impl Driver for Epoll {
             let until = at.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
         }
+        // The connections left readable by earlier turns. Taken now, so that
+        // a connection that spends its budget in this turn's dispatch goes to
+        // the next turn, not back into this one.
+        if carry {
+            std::mem::swap(&mut self.ready, &mut self.ready_now);
+        }
         let n = self.wait(timeout)?;
         // 4. Reap: every ready socket, then the ones left ready before.
         for i in 0..n {
@@ -523,7 +529,6 @@ impl Driver for Epoll {
             self.dispatch(ev, out);
         }
         if carry {
-            std::mem::swap(&mut self.ready, &mut self.ready_now);
             let mut now = std::mem::take(&mut self.ready_now);
             for token in now.drain(..) {
                 if let Some(conn) = self.conn(token) {

@@ -27,10 +27,10 @@
 //! * **Close**: unsent output is freed at once; in-flight operations are
 //!   cancelled with one `ASYNC_CANCEL` matching every request on the fd.
 //!   Each connection counts its operations in flight; [`Event::Closed`] is
-//!   emitted when the last final completion arrives. The descriptor is closed
-//!   and the slot freed at the start of the next turn, once the caller has
-//!   seen `Closed`, so a new connection can never be given a slot the caller
-//!   still holds. Buffers received for a closing connection go straight back
+//!   emitted when the last final completion arrives, and the descriptor is
+//!   closed then. The slot is freed at the start of the next turn, once the
+//!   caller has seen `Closed`, so a new connection can never be given a slot
+//!   the caller still holds. Buffers received for a closing connection go straight back
 //!   to the pool.
 //! * **Tokens and `user_data`**: slots come from a [`Slab`]; each slot keeps a
 //!   generation, bumped when it is freed. `user_data` packs the operation
