@@ -198,10 +198,8 @@ impl Server {
 fn resolve_backend(config: &Config) -> Result<Backend> {
     match config.backend {
         Backend::Epoll => Ok(Backend::Epoll),
-        Backend::Uring => {
-            uring::probe(&config.uring).map(|()| Backend::Uring).map_err(Error::Uring)
-        }
-        _ => match uring::probe(&config.uring) {
+        Backend::Uring => probe_uring(config).map(|()| Backend::Uring).map_err(Error::Uring),
+        _ => match probe_uring(config) {
             Ok(()) => Ok(Backend::Uring),
             Err(reason) => {
                 tracing::warn!(%reason, "io_uring unavailable; using epoll");
@@ -209,6 +207,18 @@ fn resolve_backend(config: &Config) -> Result<Backend> {
             }
         },
     }
+}
+
+/// Runs the io_uring probe on a short-lived thread of its own. The probe's
+/// ring is torn down by the kernel asynchronously, with task work queued to
+/// the thread that created it; on the caller's thread that work interrupts
+/// blocking socket calls that have a timeout (they fail with `EINTR`).
+fn probe_uring(config: &Config) -> Result<(), pollring_backends::uring::UringError> {
+    std::thread::scope(|s| {
+        s.spawn(|| uring::probe(&config.uring)).join().unwrap_or(Err(
+            pollring_backends::uring::UringError::InvalidConfig("the io_uring probe panicked"),
+        ))
+    })
 }
 
 struct WorkerStart {

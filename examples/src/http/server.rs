@@ -1,0 +1,438 @@
+//! The HTTP/1.1 handler: routes, responses, keep-alive and pipelining.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pollring::{Cx, Handler, WorkerCx};
+
+use super::date::DateCache;
+use super::parser::{BodyKind, Error, Limits, Parser, Progress, Request, RequestReader, Version};
+
+/// Bodies kept in a connection's buffer above this capacity are freed after
+/// the response rather than kept for the next request.
+const KEEP_BODY_CAPACITY: usize = 64 * 1024;
+
+/// Output queued for one connection past which pipelined requests wait
+/// (unparsed, in the input) until it has been sent. At the framework's
+/// default high-water mark, so receiving pauses too: a client that
+/// pipelines without reading cannot make the server buffer without bound.
+pub const OUTPUT_BUDGET: usize = 1024 * 1024;
+
+/// An HTTP/1.1 server: `GET /plaintext`, `GET /json` (the TechEmpower
+/// tests), `GET /` and `POST /echo`; `HEAD` for every `GET` route.
+///
+/// Every complete request in a connection's input is answered in order
+/// within one [`Handler::on_data`] call, so pipelined responses coalesce in
+/// the output and leave in one send (up to [`OUTPUT_BUDGET`] bytes of
+/// output; the rest are answered once that has been sent). Responses are serialised straight into
+/// output buffer space; the plaintext and JSON paths allocate nothing.
+/// A request that breaks the syntax or a [`Limits`] is answered with its
+/// status (400, 413, 431, 501, 505) and the connection closed.
+///
+/// # Examples
+/// ```no_run
+/// use pollring::{Config, Server};
+/// use pollring_examples::http::Http;
+/// let server = Server::bind("127.0.0.1:8080", Config::from_env()?)?;
+/// server.run(|_worker| Http::new())
+/// # ; Ok::<(), pollring::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Http {
+    parser: Parser,
+    date: DateCache,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Http {
+    /// A server with the default [`Limits`].
+    pub fn new() -> Http {
+        Http::with_limits(Limits::default())
+    }
+
+    /// A server enforcing `limits`.
+    pub fn with_limits(limits: Limits) -> Http {
+        Http { parser: Parser::new(limits), date: DateCache::new(SystemTime::now()) }
+    }
+
+    /// Answers every complete request in the input, in order, until the
+    /// input runs out, a response closes the connection, or the output
+    /// reaches [`OUTPUT_BUDGET`] (the rest waits for `on_drained`).
+    fn serve(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) {
+        loop {
+            // Once the peer has finished sending no more input can come, and
+            // no `on_drained` will either: answer everything.
+            if conn.current.is_none()
+                && cx.pending_output() >= OUTPUT_BUDGET
+                && !cx.is_read_closed()
+            {
+                return;
+            }
+            let keep_body = matches!(conn.current, Some(Pending { route: Route::Echo, .. }));
+            let body = &mut conn.body;
+            let step = conn.reader.advance(&mut self.parser, cx, |data| {
+                if keep_body {
+                    body.extend_from_slice(data);
+                }
+            });
+            match step {
+                Ok(Progress::Head(req)) => {
+                    let pending = route(&req);
+                    let expect_continue = req.expect_continue && req.body != BodyKind::None;
+                    conn.current = Some(pending);
+                    if expect_continue {
+                        cx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                }
+                Ok(Progress::BodyDone) => {
+                    let Some(pending) = conn.current.take() else { continue };
+                    respond(cx, self.date.as_bytes(), pending, &conn.body);
+                    conn.body.clear();
+                    if conn.body.capacity() > KEEP_BODY_CAPACITY {
+                        conn.body = Vec::new();
+                    }
+                    if !pending.keep_alive {
+                        cx.close();
+                        return;
+                    }
+                }
+                Ok(Progress::NeedMore) => return,
+                Err(error) => {
+                    tracing::debug!(token = cx.token().as_u64(), %error, "bad request");
+                    respond_error(cx, self.date.as_bytes(), error);
+                    cx.close();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Per-connection state of [`Http`].
+#[derive(Debug, Default)]
+pub struct HttpConn {
+    reader: RequestReader,
+    /// The request whose head was read and whose body is being read.
+    current: Option<Pending>,
+    /// The body of `current`, when its route needs it.
+    body: Vec<u8>,
+}
+
+/// What to answer, decided from the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Index,
+    Plaintext,
+    Json,
+    Echo,
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    route: Route,
+    /// `HEAD`: headers only.
+    head_only: bool,
+    keep_alive: bool,
+    version: Version,
+}
+
+fn route(req: &Request<'_>) -> Pending {
+    let (get, head) = (req.method == "GET", req.method == "HEAD");
+    let route = match req.path() {
+        "/" | "/plaintext" | "/json" if !(get || head) => {
+            Route::MethodNotAllowed { allow: "GET, HEAD" }
+        }
+        "/" => Route::Index,
+        "/plaintext" => Route::Plaintext,
+        "/json" => Route::Json,
+        "/echo" if req.method == "POST" => Route::Echo,
+        "/echo" => Route::MethodNotAllowed { allow: "POST" },
+        _ => Route::NotFound,
+    };
+    Pending { route, head_only: head, keep_alive: req.keep_alive, version: req.version }
+}
+
+impl Handler for Http {
+    type Conn = HttpConn;
+
+    fn on_open(&mut self, _cx: &mut Cx<'_>) -> HttpConn {
+        HttpConn::default()
+    }
+
+    fn on_data(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) {
+        self.serve(conn, cx);
+    }
+
+    /// Output drained: requests left unanswered for the output budget are
+    /// served now.
+    fn on_drained(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) {
+        self.serve(conn, cx);
+    }
+
+    fn on_tick(&mut self, _cx: &mut WorkerCx<'_>) -> Option<Duration> {
+        let now = SystemTime::now();
+        self.date.update(now);
+        // Wake just after the next whole second.
+        let into_second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        Some(
+            Duration::from_nanos(u64::from(1_000_000_000 - into_second)) + Duration::from_millis(1),
+        )
+    }
+}
+
+/// A response about to be serialised.
+struct Response<'a> {
+    status: &'static str,
+    content_type: &'static str,
+    body: &'a [u8],
+    /// Extra header lines, each ending in CRLF.
+    extra: &'a str,
+    head_only: bool,
+    connection: Option<&'static str>,
+    date: &'a [u8],
+}
+
+impl Response<'_> {
+    fn head(&self, out: &mut Out<'_>) {
+        out.put(b"HTTP/1.1 ");
+        out.put(self.status.as_bytes());
+        out.put(b"\r\nServer: pollring\r\nDate: ");
+        out.put(self.date);
+        out.put(b"\r\nContent-Type: ");
+        out.put(self.content_type.as_bytes());
+        out.put(b"\r\nContent-Length: ");
+        out.put_u64(self.body.len() as u64);
+        out.put(b"\r\n");
+        out.put(self.extra.as_bytes());
+        if let Some(connection) = self.connection {
+            out.put(b"Connection: ");
+            out.put(connection.as_bytes());
+            out.put(b"\r\n");
+        }
+        out.put(b"\r\n");
+    }
+
+    fn body(&self) -> &[u8] {
+        if self.head_only {
+            &[]
+        } else {
+            self.body
+        }
+    }
+
+    /// Serialises straight into the output's spare room when the whole
+    /// response fits there; else writes the head from the stack and copies
+    /// the body behind it.
+    fn send(&self, cx: &mut Cx<'_>) {
+        let written = cx.write_with(|room| {
+            let mut out = Out::new(room);
+            self.head(&mut out);
+            out.put(self.body());
+            out.finish().unwrap_or(0)
+        });
+        if written == 0 {
+            let mut buf = [0u8; 512];
+            let mut out = Out::new(&mut buf);
+            self.head(&mut out);
+            let n = out.finish().unwrap_or(0);
+            debug_assert!(n > 0, "response head overflowed its stack buffer");
+            cx.write(&buf[..n]);
+            cx.write(self.body());
+        }
+    }
+}
+
+fn connection_header(p: &Pending) -> Option<&'static str> {
+    match (p.keep_alive, p.version) {
+        (false, Version::Http11) => Some("close"),
+        (true, Version::Http10) => Some("keep-alive"),
+        _ => None,
+    }
+}
+
+fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
+    let mut json = [0u8; 64];
+    let (status, content_type, body, extra): (_, _, &[u8], _) = match p.route {
+        Route::Plaintext => ("200 OK", "text/plain", b"Hello, World!", ""),
+        Route::Json => {
+            let mut out = Out::new(&mut json);
+            json_message(&mut out, "Hello, World!");
+            let n = out.finish().unwrap_or(0);
+            ("200 OK", "application/json", &json[..n], "")
+        }
+        Route::Index => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            b"Hello from pollring! Try /plaintext, /json or POST /echo.\n",
+            "",
+        ),
+        Route::Echo => ("200 OK", "application/octet-stream", body, ""),
+        Route::NotFound => ("404 Not Found", "text/plain", b"Not Found\n", ""),
+        Route::MethodNotAllowed { allow: "POST" } => {
+            ("405 Method Not Allowed", "text/plain", b"Method Not Allowed\n", "Allow: POST\r\n")
+        }
+        Route::MethodNotAllowed { .. } => (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"Method Not Allowed\n",
+            "Allow: GET, HEAD\r\n",
+        ),
+    };
+    Response {
+        status,
+        content_type,
+        body,
+        extra,
+        head_only: p.head_only,
+        connection: connection_header(&p),
+        date,
+    }
+    .send(cx);
+}
+
+fn respond_error(cx: &mut Cx<'_>, date: &[u8], error: Error) {
+    let (status, body): (_, &[u8]) = match error.status() {
+        413 => ("413 Content Too Large", b"Content Too Large\n"),
+        431 => ("431 Request Header Fields Too Large", b"Request Header Fields Too Large\n"),
+        501 => ("501 Not Implemented", b"Not Implemented\n"),
+        505 => ("505 HTTP Version Not Supported", b"HTTP Version Not Supported\n"),
+        _ => ("400 Bad Request", b"Bad Request\n"),
+    };
+    Response {
+        status,
+        content_type: "text/plain",
+        body,
+        extra: "",
+        head_only: false,
+        connection: Some("close"),
+        date,
+    }
+    .send(cx);
+}
+
+/// Serialises `{"message":"<msg>"}`, escaping as JSON requires.
+fn json_message(out: &mut Out<'_>, msg: &str) {
+    out.put(br#"{"message":""#);
+    for &b in msg.as_bytes() {
+        match b {
+            b'"' => out.put(br#"\""#),
+            b'\\' => out.put(br"\\"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.put(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+            _ => out.put(&[b]),
+        }
+    }
+    out.put(br#""}"#);
+}
+
+/// A cursor writing into a fixed slice, remembering overflow instead of
+/// panicking.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflow: bool,
+}
+
+impl<'a> Out<'a> {
+    fn new(buf: &'a mut [u8]) -> Out<'a> {
+        Out { buf, len: 0, overflow: false }
+    }
+
+    fn put(&mut self, data: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + data.len()) {
+            Some(dst) if !self.overflow => {
+                dst.copy_from_slice(data);
+                self.len += data.len();
+            }
+            _ => self.overflow = true,
+        }
+    }
+
+    fn put_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
+    }
+
+    /// Bytes written, or `None` if some did not fit.
+    fn finish(self) -> Option<usize> {
+        (!self.overflow).then_some(self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(f: impl FnOnce(&mut Out<'_>)) -> String {
+        let mut buf = [0u8; 256];
+        let mut out = Out::new(&mut buf);
+        f(&mut out);
+        let n = out.finish().expect("fits");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn json_is_escaped() {
+        assert_eq!(render(|o| json_message(o, "Hello, World!")), r#"{"message":"Hello, World!"}"#);
+        assert_eq!(render(|o| json_message(o, "a\"b\\c\n")), r#"{"message":"a\"b\\c\u000a"}"#);
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(render(|o| o.put_u64(n)), n.to_string());
+        }
+    }
+
+    #[test]
+    fn overflow_is_reported_not_panicked() {
+        let mut buf = [0u8; 4];
+        let mut out = Out::new(&mut buf);
+        out.put(b"abc");
+        out.put(b"de");
+        out.put(b"f");
+        assert_eq!(out.finish(), None);
+    }
+
+    #[test]
+    fn response_head() {
+        let res = Response {
+            status: "200 OK",
+            content_type: "text/plain",
+            body: b"Hello, World!",
+            extra: "",
+            head_only: false,
+            connection: Some("close"),
+            date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+        };
+        assert_eq!(
+            render(|o| res.head(o)),
+            "HTTP/1.1 200 OK\r\nServer: pollring\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Shared helpers of the HTTP tests: start a server on 127.0.0.1:0 with a
+//! given backend, talk to it with a std client that times out instead of
+//! hanging, and run client programs (curl, wrk) with a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pollring::{Backend, Config, ConfigBuilder, Handler, Server, ServerHandle};
+
+/// Emits each named `fn(Backend)` as a test for every backend:
+/// `epoll::NAME` and `uring::NAME` (`cargo test uring::` runs one backend).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod epoll {
+            $( #[test] fn $name() { super::$name(pollring::Backend::Epoll) } )*
+        }
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(backend) = $crate::util::uring_or_skip(stringify!($name)) {
+                        super::$name(backend)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// `Some(Backend::Uring)`, unless the environment explicitly says io_uring is
+/// unavailable (`POLLRING_NO_URING`), in which case the skip is announced
+/// loudly. Without that variable a broken io_uring fails the test.
+pub fn uring_or_skip(test: &str) -> Option<Backend> {
+    match std::env::var("POLLRING_NO_URING") {
+        Ok(v) if !v.is_empty() && v != "0" => {
+            eprintln!("!!! SKIPPED uring::{test}: POLLRING_NO_URING={v} says io_uring is unavailable here");
+            None
+        }
+        _ => Some(Backend::Uring),
+    }
+}
+
+/// How long any single client operation may take before the test fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A config for tests: the given backend, one worker unless changed.
+pub fn config(backend: Backend) -> ConfigBuilder {
+    Config::builder().backend(backend).workers(1)
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Starts a server with `config` on an ephemeral loopback port.
+#[track_caller]
+pub fn start<H: Handler>(
+    config: ConfigBuilder,
+    factory: impl Fn(pollring::WorkerId) -> H + Send + Sync + 'static,
+) -> ServerHandle {
+    init_tracing();
+    let config = config.build().expect("valid test config");
+    let server = Server::bind("127.0.0.1:0", config).expect("bind 127.0.0.1:0");
+    server.serve(factory).expect("server starts")
+}
+
+/// A client with read and write timeouts.
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Deterministic, non-repeating-looking test bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `f` until it holds or `limit` passes.
+#[track_caller]
+pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (delimited by Content-Length).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw HTTP client over one connection: writes bytes as given, reads
+/// responses one at a time (so pipelined answers can be checked in order).
+pub struct Client {
+    /// The connection.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to `addr`.
+    #[track_caller]
+    pub fn connect(addr: SocketAddr) -> Client {
+        Client { stream: connect(addr), buf: Vec::new() }
+    }
+
+    /// Writes `data`.
+    #[track_caller]
+    pub fn send(&mut self, data: &[u8]) {
+        self.stream.write_all(data).expect("write request");
+    }
+
+    /// Reads what has arrived into the buffer; retries `EINTR` (a read
+    /// with a timeout is not restarted by the kernel).
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                // Seen on the thread that started an io_uring server.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response (to a request of `method`: `HEAD` has no body);
+    /// `None` on EOF before any byte of it.
+    #[track_caller]
+    pub fn try_read_response(&mut self, method: &str) -> Option<Response> {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.fill().expect("read response head") == 0 {
+                assert!(self.buf.is_empty(), "EOF inside a response head: {:?}", self.text());
+                return None;
+            }
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("UTF-8 head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+        let status: u16 = parts.next().and_then(|s| s.parse().ok()).expect("status code");
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header field");
+                (n.to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let mut response = Response { status, headers, body: Vec::new() };
+        self.buf.drain(..head_end);
+        if status == 100 {
+            return self.try_read_response(method);
+        }
+        let len: usize =
+            response.header("content-length").and_then(|v| v.parse().ok()).expect("Content-Length");
+        let len = if method == "HEAD" { 0 } else { len };
+        while self.buf.len() < len {
+            assert!(self.fill().expect("read response body") > 0, "EOF inside a response body");
+        }
+        response.body = self.buf.drain(..len).collect();
+        Some(response)
+    }
+
+    /// Reads one response; panics on EOF.
+    #[track_caller]
+    pub fn read_response(&mut self, method: &str) -> Response {
+        self.try_read_response(method).expect("a response, not EOF")
+    }
+
+    /// Sends `request` and reads its response.
+    #[track_caller]
+    pub fn request(&mut self, request: &str) -> Response {
+        self.send(request.as_bytes());
+        let method = request.split(' ').next().unwrap_or_default().to_owned();
+        self.read_response(&method)
+    }
+
+    /// Asserts the server closes the connection with nothing more to say.
+    #[track_caller]
+    pub fn expect_eof(&mut self) {
+        loop {
+            match self.fill() {
+                Ok(0) => break,
+                Ok(_) => {}
+                // A reset after the response is a close too.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("expected EOF, got {e}"),
+            }
+        }
+        assert!(self.buf.is_empty(), "unexpected bytes before EOF: {:?}", self.text());
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+}
+
+/// The path of `program`, or a panic naming the Debian package to install.
+/// Client tests never skip silently: CI installs these packages.
+#[track_caller]
+pub fn require(program: &str, debian_package: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file())
+    });
+    match found {
+        Some(path) => path,
+        None => panic!(
+            "`{program}` not found on PATH: this test needs it. \
+             Install it with `apt-get install {debian_package}` (Debian/Ubuntu package `{debian_package}`)."
+        ),
+    }
+}
+
+/// Runs `cmd` with piped output, killing it and failing the test if it
+/// takes longer than `limit`.
+#[track_caller]
+pub fn run_with_deadline(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Output { status, stdout, stderr }
+}
