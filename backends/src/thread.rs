@@ -8,13 +8,25 @@ use std::io;
 /// `InvalidInput` if `cpu` is out of the CPU set's range; otherwise the
 /// kernel's error (e.g. the CPU is not in the process's allowed set).
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU index out of range"));
+    pin_to_cpus(&[cpu])
+}
+
+/// Restricts the calling thread to the CPUs in `cpus` (`sched_setaffinity`).
+/// Threads it spawns afterwards inherit the set.
+///
+/// # Errors
+/// `InvalidInput` if `cpus` is empty or names a CPU out of range; otherwise
+/// the kernel's error.
+pub fn pin_to_cpus(cpus: &[usize]) -> io::Result<()> {
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty or out-of-range CPU set"));
     }
     // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu < CPU_SETSIZE`, checked above, so the bit lies inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu < CPU_SETSIZE`, checked above, so the bit lies inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // `set` is a valid cpu_set_t of the size passed, read by the kernel only.
     crate::sys::syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))
         .map(drop)

@@ -1,8 +1,13 @@
-//! Benchmarks for pollring: a closed-loop load generator and (to come) the
-//! backend comparison. See `docs/benchmarking.md`.
+//! Benchmarks for pollring: the backend comparison (`compare`), the servers
+//! it runs as child processes (`serve`, including the tokio baseline), and
+//! a closed-loop load generator (`load`). See `docs/benchmarking.md`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod baseline;
+pub mod chart;
+pub mod compare;
 pub mod load;
 pub mod proc;
+pub mod serve;

@@ -131,9 +131,21 @@ pub struct Pool {
     count: u32,
     free: Vec<u32>,
     meta: Box<[Meta]>,
-    /// Buffers lent to the kernel (an io_uring buffer ring): they may be
-    /// written at any moment, so they must never be freed or read here.
-    lent: Box<[bool]>,
+    /// Who holds each buffer. Checked on every hand-over (a byte compare):
+    /// a double free, or freeing a buffer lent to the kernel (which may
+    /// write it at any moment), panics instead of corrupting the pool.
+    state: Box<[State]>,
+}
+
+/// Who holds a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// In the free list.
+    Free,
+    /// Owned by a `Buf` handle or a chain.
+    Owned,
+    /// Lent to the kernel (an io_uring buffer ring).
+    Lent,
 }
 
 impl Pool {
@@ -161,7 +173,7 @@ impl Pool {
             // Pop order 0, 1, 2…: the first buffers used are the first pages.
             free: (0..count).rev().collect(),
             meta: vec![Meta { start: 0, end: 0, next: NIL }; count as usize].into_boxed_slice(),
-            lent: vec![false; count as usize].into_boxed_slice(),
+            state: vec![State::Free; count as usize].into_boxed_slice(),
         })
     }
 
@@ -189,6 +201,7 @@ impl Pool {
     pub fn alloc(&mut self) -> Option<Buf> {
         let id = self.free.pop()?;
         self.meta[id as usize] = Meta { start: 0, end: 0, next: NIL };
+        self.state[id as usize] = State::Owned;
         Some(Buf { id: BufId(id) })
     }
 
@@ -199,10 +212,15 @@ impl Pool {
     }
 
     pub(crate) fn free_id(&mut self, id: BufId) {
-        // A hard check: freeing a buffer the kernel may write (a chain built
-        // from another pool, say) would hand kernel-written memory to safe code.
-        assert!(!self.lent[id.0 as usize], "buffer {} is lent to the kernel", id.0);
-        debug_assert!(!self.free.contains(&id.0) || self.free.len() > 4096, "double free");
+        // Hard checks: freeing a buffer the kernel may write (a chain built
+        // from another pool, say) would hand kernel-written memory to safe
+        // code; a double free would hand one buffer to two owners.
+        match self.state[id.0 as usize] {
+            State::Owned => {}
+            State::Lent => panic!("buffer {} is lent to the kernel", id.0),
+            State::Free => panic!("buffer {} freed twice", id.0),
+        }
+        self.state[id.0 as usize] = State::Free;
         self.free.push(id.0);
     }
 
@@ -210,7 +228,8 @@ impl Pool {
     /// [`Pool::reclaim_lent`] or [`Pool::free_lent`] takes it back.
     pub(crate) fn lend(&mut self, buf: Buf) -> BufId {
         let id = buf.into_id();
-        self.lent[id.0 as usize] = true;
+        debug_assert_eq!(self.state[id.0 as usize], State::Owned);
+        self.state[id.0 as usize] = State::Lent;
         id
     }
 
@@ -220,7 +239,7 @@ impl Pool {
     /// # Panics
     /// If `id` was not lent (a completion naming a buffer we did not lend).
     pub(crate) fn reclaim_lent(&mut self, id: BufId, start: usize, end: usize) -> Buf {
-        assert!(std::mem::take(&mut self.lent[id.0 as usize]), "buffer {} was not lent", id.0);
+        self.unlend(id);
         self.set_filled(id, start, end);
         Buf::from_kernel(id)
     }
@@ -228,8 +247,13 @@ impl Pool {
     /// Takes back a lent buffer the kernel has finished with, straight into
     /// the free list.
     pub(crate) fn free_lent(&mut self, id: BufId) {
-        assert!(std::mem::take(&mut self.lent[id.0 as usize]), "buffer {} was not lent", id.0);
+        self.unlend(id);
         self.free_id(id);
+    }
+
+    fn unlend(&mut self, id: BufId) {
+        assert_eq!(self.state[id.0 as usize], State::Lent, "buffer {} was not lent", id.0);
+        self.state[id.0 as usize] = State::Owned;
     }
 
     /// A reference to the memory, for a driver that lends it to the kernel.
@@ -397,6 +421,15 @@ mod tests {
         let buf = p.alloc().unwrap();
         let id = p.lend(buf);
         // What a chain built from another pool would do with this id.
+        p.free_id(id);
+    }
+
+    #[test]
+    #[should_panic(expected = "freed twice")]
+    fn a_double_free_panics() {
+        let mut p = pool(64, 2);
+        let id = p.alloc().unwrap().into_id();
+        p.free_id(id);
         p.free_id(id);
     }
 
