@@ -236,7 +236,7 @@ impl Chain {
         for chunk in self.chunks(pool) {
             if from < base + chunk.len() {
                 let start = from.saturating_sub(base);
-                if let Some(i) = chunk[start..].iter().position(|&b| b == byte) {
+                if let Some(i) = memchr::memchr(byte, &chunk[start..]) {
                     return Some(base + start + i);
                 }
             }
