@@ -34,7 +34,8 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
         s.dedup();
         s
     };
-    let top = rows.iter().map(|r| r.rps).fold(0.0, f64::max).max(1.0) * 1.15;
+    // Headroom above the tallest bar for the legend.
+    let top = rows.iter().map(|r| r.rps).fold(0.0, f64::max).max(1.0) * 1.45;
     let width = 220 * groups.len().max(1) as u32 + 120;
     let root = SVGBackend::new(path, (width, 420)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
@@ -59,6 +60,7 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
                 }
             })
             .y_desc("requests/s")
+            .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
             .draw()?;
         let palette = [
             RGBColor(31, 119, 180),
@@ -80,6 +82,7 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
             .draw()?;
