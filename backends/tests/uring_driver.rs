@@ -241,6 +241,19 @@ fn uring_cq_overflow_tiny_queues_many_connections() {
 }
 
 #[test]
+fn uring_zero_copy_sends_hold_buffers_until_notified() {
+    // Every send zero-copy: its buffers may only go back to the pool after
+    // the notification, and the leak check after the run proves they do.
+    let mut cfg = config(64, 256, 64, 16);
+    cfg.send_zc_threshold = Some(1);
+    let Some(drv) = driver(4096, 1024, cfg) else { return };
+    let echo = run_echo(drv, 8, 256 * 1024);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.zero_copy_sends > 0, "no send went zero-copy");
+}
+
+#[test]
 fn uring_recv_bundles_echo_byte_exact() {
     let mut cfg = config(64, 256, 16, 0);
     cfg.recv_bundle = true;

@@ -144,8 +144,9 @@ impl Config {
     /// `POLLRING_SHUTDOWN_GRACE_MS`; for the backends
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
     /// `POLLRING_URING_BUF_RING_ENTRIES`, `POLLRING_URING_SQPOLL_MS` (0: off),
-    /// `POLLRING_URING_RECV_BUNDLE` (0|1) and `POLLRING_URING_TASKRUN`
-    /// (deferred|coop|plain).
+    /// `POLLRING_URING_RECV_BUNDLE` (0|1), `POLLRING_URING_TASKRUN`
+    /// (deferred|coop|plain) and `POLLRING_URING_SEND_ZC` (bytes from which
+    /// sends go zero-copy; 0: off).
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable that does not parse, or a
@@ -262,6 +263,9 @@ impl ConfigBuilder {
         }
         if let Some(v) = env_var("POLLRING_URING_TASKRUN")? {
             uring.taskrun = v;
+        }
+        if let Some(bytes) = env_var::<usize>("POLLRING_URING_SEND_ZC")? {
+            uring.send_zc_threshold = (bytes > 0).then_some(bytes);
         }
         let mut epoll = b.config.epoll.clone();
         if let Some(v) = env_var("POLLRING_EPOLL_RECV_BUDGET")? {

@@ -63,7 +63,22 @@ fn buffers_return_to_the_pool(backend: Backend) {
     });
 }
 
+/// Every send zero-copy on io_uring (`SEND_ZC`/`SENDMSG_ZC` from 1 byte):
+/// buffers are held until the kernel's notification, and every byte still
+/// arrives in order. (epoll has no such switch: the same test, copying.)
+fn four_mib_with_zero_copy_sends(backend: Backend) {
+    let mut uring = pollring::UringConfig::default();
+    uring.send_zc_threshold = Some(1);
+    let server = start(config(backend).uring(uring), |_| Echo);
+    let s = connect(server.local_addr());
+    let data = pattern(4 << 20, 9);
+    assert!(echo_round_trip(&s, &data) == data, "4 MiB zero-copy echo differs");
+    drop(s);
+    eventually(IO_TIMEOUT, "closed, buffers back", || server.stats().connections == 0);
+}
+
 on_both_backends!(
+    four_mib_with_zero_copy_sends,
     two_hundred_concurrent_clients,
     four_mib_payload_byte_exact,
     four_mib_through_the_copying_path,

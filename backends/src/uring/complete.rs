@@ -148,13 +148,25 @@ impl Uring {
     }
 
     fn complete_send(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
-        self.ops -= 1;
         let Some(c) =
             self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
         else {
+            self.ops -= 1;
             tracing::warn!("send completion for unknown connection slot {index}");
             return;
         };
+        // A zero-copy send completes twice: its result, flagged MORE, and a
+        // notification once the kernel no longer reads the buffers. Only the
+        // notification ends the send: until then the buffers stay untouched.
+        let res = if cqueue::notif(cqe.flags) {
+            c.zc_result.take().unwrap_or(0)
+        } else if cqueue::more(cqe.flags) {
+            c.zc_result = Some(cqe.res);
+            return;
+        } else {
+            cqe.res
+        };
+        self.ops -= 1;
         c.ops -= 1;
         c.sending = false;
         if let Some(state) = c.iov.take() {
@@ -168,8 +180,8 @@ impl Uring {
             return;
         }
         let token = Token::new(index as u32, c.generation);
-        if cqe.res >= 0 {
-            let n = (cqe.res as usize).min(c.inflight.len());
+        if res >= 0 {
+            let n = (res as usize).min(c.inflight.len());
             c.inflight.consume(&mut self.pool, n);
             if n > 0 {
                 out.push(Event::Sent { token, bytes: n });
@@ -178,7 +190,7 @@ impl Uring {
                 c.flush_queued = true;
                 self.flush.push(index);
             }
-        } else if matches!(-cqe.res, libc::EAGAIN | libc::EINTR) {
+        } else if matches!(-res, libc::EAGAIN | libc::EINTR) {
             // Spurious (a worker-thread retry on the non-blocking socket):
             // nothing was written; send the same bytes again next turn.
             if !c.flush_queued {
@@ -187,7 +199,7 @@ impl Uring {
             }
         } else {
             c.send_failed = true;
-            out.push(Event::Error { token, error: io::Error::from_raw_os_error(-cqe.res) });
+            out.push(Event::Error { token, error: io::Error::from_raw_os_error(-res) });
         }
     }
 

@@ -114,6 +114,8 @@ pub(super) struct Conn {
     pub(super) inflight: Chain,
     /// A send SQE is in flight.
     pub(super) sending: bool,
+    /// The result of a zero-copy send whose notification is still to come.
+    pub(super) zc_result: Option<i32>,
     /// The iovecs of the in-flight `sendmsg`, if it is one.
     pub(super) iov: Option<Box<SendMsgState>>,
     /// A send failed: nothing more is sent.
@@ -146,6 +148,7 @@ impl Conn {
             out: Chain::new(),
             inflight: Chain::new(),
             sending: false,
+            zc_result: None,
             iov: None,
             send_failed: false,
             flush_queued: false,

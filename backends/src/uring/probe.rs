@@ -199,6 +199,14 @@ pub(super) fn check_ring(ring: &IoUring) -> Result<(), UringError> {
     Ok(())
 }
 
+/// Whether the kernel has the zero-copy send opcodes (Linux 6.0/6.1).
+pub(super) fn supports_zero_copy(ring: &IoUring) -> bool {
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(opcode::SendZc::CODE)
+        && probe.is_supported(opcode::SendMsgZc::CODE)
+}
+
 /// Multishot recv (Linux 6.0) is a flag, not an opcode, so the opcode probe
 /// cannot see it: submit one on a socketpair against a buffer group that
 /// does not exist. A kernel that knows multishot recv fails it with

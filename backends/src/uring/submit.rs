@@ -224,7 +224,14 @@ impl Uring {
         let Some((first, start, end)) = segments.next() else { return Ok(()) };
         let second = segments.next();
         let first_ptr = self.pool.raw_ptr(first).wrapping_add(start as usize);
+        // Zero-copy only for sends of at least the threshold: below it, the
+        // notification costs more than the copy it saves.
+        let zc = self.zc_threshold.is_some_and(|t| c.inflight.len() >= t);
+        self.counters.zero_copy_sends += u64::from(zc);
         let sqe = match second {
+            None if zc => {
+                opcode::SendZc::new(fd, first_ptr, end - start).flags(libc::MSG_NOSIGNAL).build()
+            }
             None => opcode::Send::new(fd, first_ptr, end - start).flags(libc::MSG_NOSIGNAL).build(),
             Some(second) => {
                 let mut state = self.iov_free.pop().unwrap_or_else(SendMsgState::new);
@@ -244,8 +251,11 @@ impl Uring {
                 state.msg = unsafe { std::mem::zeroed() };
                 state.msg.msg_iov = state.iov.as_mut_ptr();
                 state.msg.msg_iovlen = n as _;
-                let sqe =
-                    opcode::SendMsg::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build();
+                let sqe = if zc {
+                    opcode::SendMsgZc::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+                } else {
+                    opcode::SendMsg::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+                };
                 // The box moves, its heap contents (header and iovecs) do not.
                 c.iov = Some(state);
                 sqe
@@ -260,7 +270,9 @@ impl Uring {
         // which nobody writes or frees while `sending` is set (new output goes
         // to `out`; `close` leaves `inflight` alone) and the pool outlives the
         // ring's operations. The msghdr and iovecs live in the box parked in
-        // `c.iov` until the completion.
+        // `c.iov` until the completion. For a zero-copy send, `sending` stays
+        // set until its notification (see `complete_send`), when the kernel
+        // has let go of the buffers.
         unsafe { self.push(&sqe) }
     }
 
