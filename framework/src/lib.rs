@@ -40,6 +40,8 @@ mod conn;
 mod error;
 mod handler;
 mod server;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod timer;
 mod worker;
 

@@ -30,6 +30,13 @@ use crate::{Config, WorkerId};
 /// (see [`Worker::close_drained`]).
 const LINGER: Duration = Duration::from_secs(2);
 
+/// The live slot of `token` (not a stale token of a reused slot). A free
+/// function over the table alone, so callers can hold other fields of the
+/// worker (the driver's pool, the scratch buffer) at the same time.
+fn slot_mut<C>(slots: &mut [Option<Slot<C>>], token: Token) -> Option<&mut Slot<C>> {
+    slots.get_mut(token.index())?.as_mut().filter(|s| s.io.token == token)
+}
+
 /// One connection: the framework's part and the handler's part.
 struct Slot<C> {
     io: ConnIo,
@@ -188,7 +195,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     fn slot(&mut self, token: Token) -> Option<&mut Slot<H::Conn>> {
-        self.slots.get_mut(token.index())?.as_mut().filter(|s| s.io.token == token)
+        slot_mut(&mut self.slots, token)
     }
 
     fn on_accept(&mut self, fd: std::os::fd::OwnedFd, peer: Option<std::net::SocketAddr>) {
@@ -239,12 +246,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn on_recv(&mut self, token: Token, buf: Buf) {
         let now = self.now;
         let pool = self.driver.pool_mut();
-        let Some(slot) = self
-            .slots
-            .get_mut(token.index())
-            .and_then(|s| s.as_mut())
-            .filter(|s| s.io.token == token)
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, token) else {
             pool.free(buf);
             return;
         };
@@ -282,12 +284,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn deliver_input(&mut self) {
         let mut data = std::mem::take(&mut self.data);
         for token in data.drain(..) {
-            let Some(slot) = self
-                .slots
-                .get_mut(token.index())
-                .and_then(|s| s.as_mut())
-                .filter(|s| s.io.token == token)
-            else {
+            let Some(slot) = slot_mut(&mut self.slots, token) else {
                 continue;
             };
             slot.io.has_data = false;
@@ -331,12 +328,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         for token in dirty.drain(..) {
             let high = self.config.high_water;
             let pool = self.driver.pool_mut();
-            let Some(slot) = self
-                .slots
-                .get_mut(token.index())
-                .and_then(|s| s.as_mut())
-                .filter(|s| s.io.token == token)
-            else {
+            let Some(slot) = slot_mut(&mut self.slots, token) else {
                 continue;
             };
             let io = &mut slot.io;
@@ -404,11 +396,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             slot.io.paused = false;
             self.driver.resume_recv(token);
         }
-        let slot = self
-            .slots
-            .get_mut(token.index())
-            .and_then(|s| s.as_mut())
-            .expect("slot looked up above");
+        let slot = slot_mut(&mut self.slots, token).expect("slot looked up above");
         let Some(conn) = slot.conn.as_mut() else { return };
         let mut cx = Cx {
             pool: self.driver.pool_mut(),
@@ -456,12 +444,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// Asks the driver to close now (unsent output is dropped).
     fn close_now(&mut self, token: Token, reason: CloseReason) {
         let pool = self.driver.pool_mut();
-        let Some(slot) = self
-            .slots
-            .get_mut(token.index())
-            .and_then(|s| s.as_mut())
-            .filter(|s| s.io.token == token)
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, token) else {
             return;
         };
         if slot.io.closing.is_some() {

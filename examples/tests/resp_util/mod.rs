@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // not every test file emits backend pairs
+pub use pollring::on_both_backends;
+pub use pollring::testing::*;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -12,62 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pollring::{Backend, Config, ConfigBuilder, Server, ServerHandle};
+use pollring::{Config, ConfigBuilder, Server, ServerHandle};
 use pollring_examples::resp::{Limits, Resp, Store};
-
-/// Emits each named `fn(Backend)` as a test for every backend:
-/// `epoll::NAME` and `uring::NAME` (`cargo test uring::` runs one backend).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod epoll {
-            $( #[test] fn $name() { super::$name(pollring::Backend::Epoll) } )*
-        }
-        mod uring {
-            $(
-                #[test]
-                fn $name() {
-                    if let Some(backend) = $crate::resp_util::uring_or_skip(stringify!($name)) {
-                        super::$name(backend)
-                    }
-                }
-            )*
-        }
-    };
-}
-
-/// `Some(Backend::Uring)`, unless the environment explicitly says io_uring is
-/// unavailable (`POLLRING_NO_URING`), in which case the skip is announced
-/// loudly. Without that variable a broken io_uring fails the test.
-pub fn uring_or_skip(test: &str) -> Option<Backend> {
-    match std::env::var("POLLRING_NO_URING") {
-        Ok(v) if !v.is_empty() && v != "0" => {
-            eprintln!(
-                "!!! SKIPPED uring::{test}: POLLRING_NO_URING={v} says io_uring is unavailable here"
-            );
-            None
-        }
-        _ => Some(Backend::Uring),
-    }
-}
-
-/// How long any single client operation may take before the test fails.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A config for tests: the given backend, one worker unless changed.
-pub fn config(backend: Backend) -> ConfigBuilder {
-    Config::builder().backend(backend).workers(1)
-}
-
-/// Logs to the test's output when `RUST_LOG` is set.
-pub fn init_tracing() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
 
 /// A running RESP server and the store its workers share.
 pub struct TestServer {
@@ -101,52 +51,6 @@ pub fn start_with(config: Config, limits: Limits) -> TestServer {
     let server = Server::bind("127.0.0.1:0", config).expect("bind 127.0.0.1:0");
     let handle = server.serve(move |_| Resp::new(shared.clone(), limits)).expect("server starts");
     TestServer { handle, store }
-}
-
-/// A client with read and write timeouts.
-#[track_caller]
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Reads until EOF; errors (e.g. reset) end the read too and are returned.
-pub fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::Error>) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (out, None),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (out, Some(e)),
-        }
-    }
-}
-
-/// Polls `f` until it holds or `limit` passes.
-#[track_caller]
-pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Deterministic, non-repeating-looking test bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A request as RESP2 multibulk.
