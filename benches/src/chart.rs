@@ -35,7 +35,7 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
         s
     };
     // Headroom above the tallest bar for the legend.
-    let top = rows.iter().map(|r| r.rps).fold(0.0, f64::max).max(1.0) * 1.45;
+    let top = rows.iter().map(|r| r.m.rps).fold(0.0, f64::max).max(1.0) * 1.45;
     let width = 220 * groups.len().max(1) as u32 + 120;
     let root = SVGBackend::new(path, (width, 420)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
@@ -74,7 +74,7 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
             let bars = groups.iter().enumerate().filter_map(|(gi, (_, members))| {
                 let row = members.iter().find(|r| r.server == *server)?;
                 let x0 = gi as f64 + 0.1 + si as f64 * slot;
-                Some(Rectangle::new([(x0, 0.0), (x0 + slot * 0.9, row.rps)], color.filled()))
+                Some(Rectangle::new([(x0, 0.0), (x0 + slot * 0.9, row.m.rps)], color.filled()))
             });
             chart.draw_series(bars)?.label(*server).legend(move |(x, y)| {
                 Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())

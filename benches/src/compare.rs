@@ -56,17 +56,9 @@ pub struct Plan {
     pub out: PathBuf,
 }
 
-/// One measured run.
+/// What one run (or the median of several) measured.
 #[derive(Clone, Debug, Serialize)]
-pub struct Run {
-    /// Round number, from 1.
-    pub round: usize,
-    /// Protocol.
-    pub workload: Proto,
-    /// Server workers.
-    pub workers: usize,
-    /// Server.
-    pub server: &'static str,
+pub struct Measures {
     /// Requests (echo messages) per second.
     pub rps: f64,
     /// Latency percentiles, microseconds.
@@ -83,6 +75,22 @@ pub struct Run {
     pub syscalls_source: &'static str,
     /// The load generator's own CPU use, percent of one core.
     pub loadgen_cpu_pct: f64,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// Round number, from 1.
+    pub round: usize,
+    /// Protocol.
+    pub workload: Proto,
+    /// Server workers.
+    pub workers: usize,
+    /// Server.
+    pub server: &'static str,
+    /// What it measured.
+    #[serde(flatten)]
+    pub m: Measures,
     /// Whether server and load generator had CPUs of their own.
     pub disjoint_cpus: bool,
 }
@@ -307,14 +315,16 @@ fn one_run(
         workload,
         workers,
         server: server.name(),
-        rps: report.rate(),
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        p999_us: q(0.999),
-        cpu_ns_per_req: cpu1.saturating_sub(cpu0).as_nanos() as f64 / requests,
-        syscalls_per_req,
-        syscalls_source,
-        loadgen_cpu_pct: 100.0 * report.self_cpu.as_secs_f64() / report.elapsed.as_secs_f64(),
+        m: Measures {
+            rps: report.rate(),
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            cpu_ns_per_req: cpu1.saturating_sub(cpu0).as_nanos() as f64 / requests,
+            syscalls_per_req,
+            syscalls_source,
+            loadgen_cpu_pct: 100.0 * report.self_cpu.as_secs_f64() / report.elapsed.as_secs_f64(),
+        },
         disjoint_cpus: disjoint,
     })
 }
@@ -398,22 +408,9 @@ pub struct Row {
     pub workers: usize,
     /// Server.
     pub server: &'static str,
-    /// Median requests/s.
-    pub rps: f64,
-    /// Median p50, µs.
-    pub p50_us: f64,
-    /// Median p99, µs.
-    pub p99_us: f64,
-    /// Median p99.9, µs.
-    pub p999_us: f64,
-    /// Median server CPU ns per request.
-    pub cpu_ns_per_req: f64,
-    /// Median system calls per request.
-    pub syscalls_per_req: Option<f64>,
-    /// Where the syscall count came from.
-    pub syscalls_source: &'static str,
-    /// Median load generator CPU use, percent.
-    pub loadgen_cpu_pct: f64,
+    /// Medians of each measure.
+    #[serde(flatten)]
+    pub m: Measures,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -432,20 +429,22 @@ fn summarise(plan: &Plan, runs: &[Run]) -> Vec<Row> {
                         r.workload == workload && r.workers == workers && r.server == server.name()
                     })
                     .collect();
-                let m = |f: fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
-                let sys: Vec<f64> = rs.iter().filter_map(|r| r.syscalls_per_req).collect();
+                let med = |f: fn(&Measures) -> f64| median(rs.iter().map(|r| f(&r.m)).collect());
+                let sys: Vec<f64> = rs.iter().filter_map(|r| r.m.syscalls_per_req).collect();
                 rows.push(Row {
                     workload,
                     workers,
                     server: server.name(),
-                    rps: m(|r| r.rps),
-                    p50_us: m(|r| r.p50_us),
-                    p99_us: m(|r| r.p99_us),
-                    p999_us: m(|r| r.p999_us),
-                    cpu_ns_per_req: m(|r| r.cpu_ns_per_req),
-                    syscalls_per_req: (!sys.is_empty()).then(|| median(sys)),
-                    syscalls_source: rs.first().map_or("none", |r| r.syscalls_source),
-                    loadgen_cpu_pct: m(|r| r.loadgen_cpu_pct),
+                    m: Measures {
+                        rps: med(|m| m.rps),
+                        p50_us: med(|m| m.p50_us),
+                        p99_us: med(|m| m.p99_us),
+                        p999_us: med(|m| m.p999_us),
+                        cpu_ns_per_req: med(|m| m.cpu_ns_per_req),
+                        syscalls_per_req: (!sys.is_empty()).then(|| median(sys)),
+                        syscalls_source: rs.first().map_or("none", |r| r.m.syscalls_source),
+                        loadgen_cpu_pct: med(|m| m.loadgen_cpu_pct),
+                    },
                 });
             }
         }
@@ -469,22 +468,22 @@ fn print_table(plan: &Plan, cpus: &[usize], perf: bool, rows: &[Row], idle: &[Id
         let tokio = rows
             .iter()
             .find(|t| t.workload == r.workload && t.workers == r.workers && t.server == "tokio")
-            .map(|t| t.rps);
-        let ratio = tokio.map_or("-".to_string(), |t| format!("{:.2}x", r.rps / t));
-        let sys = r.syscalls_per_req.map_or("-".to_string(), |s| format!("{s:.3}"));
+            .map(|t| t.m.rps);
+        let ratio = tokio.map_or("-".to_string(), |t| format!("{:.2}x", r.m.rps / t));
+        let sys = r.m.syscalls_per_req.map_or("-".to_string(), |s| format!("{s:.3}"));
         println!(
             "| {:?} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0}% |",
             r.workload,
             r.workers,
             r.server,
-            r.rps,
+            r.m.rps,
             ratio,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.cpu_ns_per_req,
+            r.m.p50_us,
+            r.m.p99_us,
+            r.m.p999_us,
+            r.m.cpu_ns_per_req,
             sys,
-            r.loadgen_cpu_pct
+            r.m.loadgen_cpu_pct
         );
     }
     println!(

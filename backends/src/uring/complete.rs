@@ -276,31 +276,31 @@ impl Uring {
         }
         if !more {
             l.armed = false;
-            l.ops -= 1;
-            self.ops -= 1;
-            if l.closing {
-                if l.ops == 0 {
-                    self.listeners.remove(key);
-                    self.stats.syscalls += 1;
-                }
-            } else {
-                self.accepts.push(key);
-            }
+            self.listener_op_done(key);
         }
     }
 
     fn complete_backoff(&mut self, key: usize) {
+        let Some(l) = self.listeners.get_mut(key) else {
+            self.ops -= 1;
+            return;
+        };
+        l.backoff_armed = false;
+        self.listener_op_done(key);
+    }
+
+    /// A listener's accept or back-off timer is over: re-arm the accept, or,
+    /// if the listener is closing and this was its last operation, drop it
+    /// (closing the socket).
+    fn listener_op_done(&mut self, key: usize) {
         self.ops -= 1;
         let Some(l) = self.listeners.get_mut(key) else { return };
-        l.backoff_armed = false;
         l.ops -= 1;
-        if l.closing {
-            if l.ops == 0 {
-                self.listeners.remove(key);
-                self.stats.syscalls += 1;
-            }
-        } else {
+        if !l.closing {
             self.accepts.push(key);
+        } else if l.ops == 0 {
+            self.listeners.remove(key);
+            self.stats.syscalls += 1;
         }
     }
 
