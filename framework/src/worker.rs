@@ -72,6 +72,9 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     shutdown_deadline: Option<Instant>,
     now: Instant,
     buffered_peak: usize,
+    /// When an accept failure was last logged, and how many since were not.
+    accept_warned: Option<Instant>,
+    accept_errors_unlogged: u64,
 }
 
 impl<D: Driver, H: Handler> Worker<D, H> {
@@ -113,6 +116,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             shutdown_deadline: None,
             now,
             buffered_peak: 0,
+            accept_warned: None,
+            accept_errors_unlogged: 0,
         })
     }
 
@@ -187,7 +192,15 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             Event::Closed { token } => self.on_closed(token),
             Event::AcceptError { error, .. } => {
-                tracing::warn!(%error, "accept failed; backing off");
+                // The driver retries every few milliseconds while the
+                // shortage lasts: warn at most once a second.
+                if self.accept_warned.is_none_or(|t| self.now >= t + Duration::from_secs(1)) {
+                    let repeats = std::mem::take(&mut self.accept_errors_unlogged);
+                    tracing::warn!(%error, repeats, "accept failed; backing off");
+                    self.accept_warned = Some(self.now);
+                } else {
+                    self.accept_errors_unlogged += 1;
+                }
             }
             Event::Wake => {}
             other => tracing::debug!(?other, "unhandled driver event"),

@@ -258,7 +258,8 @@ impl Uring {
                 // and back off, so a persistent error cannot spin the worker.
                 errno => {
                     if !l.closing {
-                        tracing::warn!(
+                        // The caller logs it (rate-limited); this is the trace.
+                        tracing::debug!(
                             "accept failed: {}; backing off",
                             io::Error::from_raw_os_error(errno)
                         );
