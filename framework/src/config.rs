@@ -91,6 +91,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Close a connection after this long with nothing received or sent.
     pub idle_timeout: Option<Duration>,
+    /// Unconsumed input one connection may hold; past it the connection is
+    /// closed ([`CloseReason::InputLimit`]), so one peer cannot take its
+    /// worker's whole pool. `None`: half of the pool (`buf_size * buf_count / 2`).
+    /// Protocols should bound their frames below this.
+    ///
+    /// [`CloseReason::InputLimit`]: crate::CloseReason::InputLimit
+    pub max_input: Option<usize>,
     /// Output bytes queued for one connection at which receiving pauses.
     pub high_water: usize,
     /// Output bytes queued under which receiving resumes.
@@ -115,6 +122,7 @@ impl Default for Config {
             buf_count: NonZeroU32::new(4096).expect("non-zero"),
             max_connections: 100_000,
             idle_timeout: Some(Duration::from_secs(60)),
+            max_input: None,
             high_water: 1024 * 1024,
             low_water: 256 * 1024,
             backlog: 1024,
@@ -140,6 +148,7 @@ impl Config {
     /// `POLLRING_BACKEND` (epoll|uring|auto), `POLLRING_WORKERS`,
     /// `POLLRING_PIN_CPUS` (0|1), `POLLRING_BUF_SIZE`, `POLLRING_BUF_COUNT`,
     /// `POLLRING_MAX_CONNECTIONS`, `POLLRING_IDLE_TIMEOUT_MS` (0: none),
+    /// `POLLRING_MAX_INPUT` (bytes; 0: half the pool),
     /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
     /// `POLLRING_SHUTDOWN_GRACE_MS`; for the backends
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
@@ -193,6 +202,8 @@ impl ConfigBuilder {
         max_connections: usize => |c, v| c.config.max_connections = v;
         /// Idle timeout (`None`: never).
         idle_timeout: Option<Duration> => |c, v| c.config.idle_timeout = v;
+        /// Unconsumed input per connection before it is closed (`None`: half the pool).
+        max_input: Option<usize> => |c, v| c.config.max_input = v;
         /// Queued output at which receiving pauses.
         high_water: usize => |c, v| c.config.high_water = v;
         /// Queued output under which receiving resumes.
@@ -234,6 +245,9 @@ impl ConfigBuilder {
         }
         if let Some(ms) = env_var::<u64>("POLLRING_IDLE_TIMEOUT_MS")? {
             b = b.idle_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(v) = env_var::<usize>("POLLRING_MAX_INPUT")? {
+            b = b.max_input((v > 0).then_some(v));
         }
         if let Some(v) = env_var("POLLRING_HIGH_WATER")? {
             b = b.high_water(v);
@@ -312,6 +326,11 @@ impl ConfigBuilder {
         }
         if c.backlog <= 0 {
             return fail(format!("backlog must be positive, not {}", c.backlog));
+        }
+        if c.max_input == Some(0) {
+            return fail(
+                "max_input of zero would close every connection: use None for the default".into(),
+            );
         }
         if c.idle_timeout == Some(Duration::ZERO) {
             return fail("idle_timeout of zero: use None for no timeout".into());

@@ -18,6 +18,10 @@ pub enum CloseReason {
     Error(std::io::ErrorKind),
     /// The pool had no buffer for output the handler wrote.
     PoolExhausted,
+    /// The peer sent more unconsumed input than [`Config::max_input`].
+    ///
+    /// [`Config::max_input`]: crate::Config::max_input
+    InputLimit,
     /// The server shut down (after the grace period if output was pending).
     Shutdown,
 }

@@ -51,6 +51,8 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     config: Config,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
+    /// Unconsumed input one connection may hold before it is closed.
+    max_input: usize,
     /// Connections by token index (dense: the driver's slot index).
     slots: Vec<Option<Slot<H::Conn>>>,
     open: usize,
@@ -90,6 +92,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let listeners = vec![driver.listen(listener)?];
         let workers = config.workers.get();
         let max_conns = config.max_connections.div_ceil(workers);
+        let max_input =
+            config.max_input.unwrap_or(config.buf_size.get() * config.buf_count.get() as usize / 2);
         let now = Instant::now();
         let tick = config.idle_timeout.map_or(Duration::from_millis(100), |t| {
             (t / 64).clamp(Duration::from_millis(5), Duration::from_millis(250))
@@ -104,6 +108,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             slots: Vec::new(),
             open: 0,
             max_conns,
+            max_input,
             listeners,
             events: Vec::with_capacity(1024),
             data: Vec::new(),
@@ -272,6 +277,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let copy_limit = pool.buf_size() / 4;
         slot.io.input.push_or_copy(pool, buf, copy_limit);
         slot.io.last_active = now;
+        if slot.io.input.len() > self.max_input {
+            tracing::debug!(token = token.as_u64(), bytes = slot.io.input.len(), "input limit");
+            self.close_now(token, CloseReason::InputLimit);
+            return;
+        }
         self.mark_data(token);
     }
 
