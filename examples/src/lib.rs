@@ -66,6 +66,38 @@ impl ServerArgs {
     }
 }
 
+/// The `main` of an example server: logs to stderr, builds the config from
+/// `POLLRING_*` and `args`, binds (`default_addr` unless `--addr`), prints
+/// `NAME listening on ADDR`, and serves until SIGINT/SIGTERM. `handlers`
+/// sees the config and returns the per-worker handler factory. An error is
+/// printed as `NAME: error` with exit status 1.
+pub fn run_server<H, F>(
+    name: &str,
+    args: &ServerArgs,
+    default_addr: &str,
+    handlers: impl FnOnce(&Config) -> F,
+) -> std::process::ExitCode
+where
+    H: pollring::Handler,
+    F: Fn(pollring::WorkerId) -> H + Send + Sync + 'static,
+{
+    init_logging();
+    let run = || -> pollring::Result<()> {
+        let config = args.config()?;
+        let factory = handlers(&config);
+        let server = pollring::Server::bind(args.addr_or(default_addr), config)?;
+        eprintln!("{name} listening on {}", server.local_addr());
+        server.run(factory)
+    };
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -4,9 +4,8 @@
 //! Routes: `GET /plaintext`, `GET /json`, `GET /`, `POST /echo`.
 
 use clap::Parser;
-use pollring::Server;
 use pollring_examples::http::{Http, Limits};
-use pollring_examples::{init_logging, ServerArgs};
+use pollring_examples::{run_server, ServerArgs};
 
 /// An HTTP/1.1 server on pollring (TechEmpower plaintext and JSON).
 #[derive(Debug, Parser)]
@@ -26,20 +25,10 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    init_logging();
     let args = Args::parse();
     let limits =
         Limits { max_head: args.max_head, max_headers: args.max_headers, max_body: args.max_body };
-    let run = || -> pollring::Result<()> {
-        let server = Server::bind(args.server.addr_or("127.0.0.1:8080"), args.server.config()?)?;
-        eprintln!("http listening on {}", server.local_addr());
-        server.run(move |_worker| Http::with_limits(limits))
-    };
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("http: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    run_server("http", &args.server, "127.0.0.1:8080", |_config| {
+        move |_worker| Http::with_limits(limits)
+    })
 }

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use pollring::Server;
 use pollring_examples::resp::{limits_for, Resp, Store};
-use pollring_examples::{init_logging, ServerArgs};
+use pollring_examples::{run_server, ServerArgs};
 
 /// A Redis-protocol (RESP2) in-memory key-value server on pollring.
 #[derive(Debug, Parser)]
@@ -20,22 +19,11 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    init_logging();
     let args = Args::parse();
-    let run = || -> pollring::Result<()> {
-        let config = args.server.config()?;
-        let limits = limits_for(&config);
-        let server = Server::bind(args.server.addr_or("127.0.0.1:6380"), config)?;
-        eprintln!("resp listening on {}", server.local_addr());
+    run_server("resp", &args.server, "127.0.0.1:6380", |config| {
+        let limits = limits_for(config);
         // One keyspace for every worker (see `resp::store` for why).
         let store = Arc::new(Store::default());
-        server.run(move |_worker| Resp::new(store.clone(), limits))
-    };
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("resp: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+        move |_worker| Resp::new(store.clone(), limits)
+    })
 }
