@@ -33,9 +33,8 @@ pub(crate) struct ConnIo {
     pub(crate) listed: bool,
     /// In the worker's list of connections with new input.
     pub(crate) has_data: bool,
-    /// FIN sent after the last output; discarding input until the peer's EOF.
-    pub(crate) lingering: bool,
-    /// When lingering gives up and closes anyway.
+    /// Lingering: FIN sent after the last output, input discarded until
+    /// the peer's EOF or this instant, when the connection closes anyway.
     pub(crate) linger_until: Option<Instant>,
     /// A write found the pool empty.
     pub(crate) out_of_buffers: bool,
@@ -58,24 +57,15 @@ impl ConnIo {
             dirty: false,
             listed: false,
             has_data: false,
-            lingering: false,
             linger_until: None,
             out_of_buffers: false,
             last_active: now,
         }
     }
 
-    pub(crate) fn dirty_listed(&self) -> bool {
-        self.listed
-    }
-
-    pub(crate) fn set_dirty_listed(&mut self) {
-        self.listed = true;
-    }
-
-    pub(crate) fn clear_dirty(&mut self) {
-        self.listed = false;
-        self.dirty = false;
+    /// FIN sent after the last output; input is discarded until EOF.
+    pub(crate) fn lingering(&self) -> bool {
+        self.linger_until.is_some()
     }
 
     /// Output not yet reported sent (queued here or in the driver).

@@ -183,7 +183,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             Event::Eof { token } => {
                 if let Some(slot) = self.slot(token) {
                     slot.io.read_closed = true;
-                    if slot.io.lingering {
+                    if slot.io.lingering() {
                         let reason = slot.io.close_after_drain.unwrap_or(CloseReason::Local);
                         self.close_now(token, reason);
                     } else if slot.io.closing.is_none() && slot.io.close_after_drain.is_none() {
@@ -296,8 +296,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
 
     fn mark_dirty(&mut self, token: Token) {
         if let Some(slot) = self.slot(token) {
-            if !slot.io.dirty_listed() {
-                slot.io.set_dirty_listed();
+            if !slot.io.listed {
+                slot.io.listed = true;
                 self.dirty.push(token);
             }
         }
@@ -355,7 +355,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 continue;
             };
             let io = &mut slot.io;
-            io.clear_dirty();
+            io.listed = false;
+            io.dirty = false;
             if io.closing.is_some() {
                 continue;
             }
@@ -380,11 +381,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             if let Some(reason) = io.close_after_drain {
                 // A lingering connection keeps receiving: it waits for EOF.
-                if !io.paused && !io.lingering {
+                if !io.paused && !io.lingering() {
                     io.paused = true;
                     self.driver.pause_recv(token);
                 }
-                if pending == 0 && !io.lingering {
+                if pending == 0 && !io.lingering() {
                     self.close_drained(token, reason);
                 }
             }
@@ -410,7 +411,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         // Everything written so far is out.
         if let Some(reason) = slot.io.close_after_drain {
-            if !slot.io.lingering {
+            if !slot.io.lingering() {
                 self.close_drained(token, reason);
             }
             return;
@@ -453,7 +454,6 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             return;
         }
         let io = &mut slot.io;
-        io.lingering = true;
         let until = now + LINGER;
         io.linger_until = Some(until);
         let resume = std::mem::take(&mut io.paused);
@@ -572,7 +572,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let tokens: Vec<Token> = self.slots.iter().flatten().map(|s| s.io.token).collect();
         for token in tokens {
             let Some(slot) = self.slot(token) else { continue };
-            if slot.io.pending_output() == 0 && slot.io.input.is_empty() && !slot.io.lingering {
+            if slot.io.pending_output() == 0 && slot.io.input.is_empty() && !slot.io.lingering() {
                 // Idle: no answer to protect, so no lingering either.
                 self.close_now(token, CloseReason::Shutdown);
                 continue;
@@ -590,7 +590,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         s.syscalls.store(d.syscalls, Ordering::Relaxed);
         s.turns.store(d.turns, Ordering::Relaxed);
         s.pool_in_use.store(self.driver.pool().in_use(), Ordering::Relaxed);
-        s.buffered_peak.fetch_max(self.buffered_peak, Ordering::Relaxed);
+        // Only this worker writes its counters: a plain store, and only when
+        // the peak grew (no locked instruction per turn).
+        if self.buffered_peak > s.buffered_peak.load(Ordering::Relaxed) {
+            s.buffered_peak.store(self.buffered_peak, Ordering::Relaxed);
+        }
     }
 }
 

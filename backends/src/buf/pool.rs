@@ -59,24 +59,18 @@ impl Buf {
         self.id
     }
 
-    /// Turns the handle into its bare id, for a driver that lends the buffer
-    /// to the kernel and will rebuild the handle with [`Buf::from_kernel`].
+    /// Turns the handle into its bare id, for a record that owns the buffer
+    /// from now on (a chain's links, the pool's lent state); the handle is
+    /// rebuilt with [`Buf::from_owned_id`].
     pub(crate) fn into_id(self) -> BufId {
         let id = self.id;
         std::mem::forget(self);
         id
     }
 
-    /// Rebuilds the handle of a buffer that the kernel has given back.
-    ///
-    /// The caller (a driver) must only do this for an id it earlier turned
-    /// into a bare id with [`Buf::into_id`], once per such hand-over.
-    pub(crate) fn from_kernel(id: BufId) -> Buf {
-        Buf { id }
-    }
-
-    /// Rebuilds the handle of a buffer the caller owns through some other
-    /// record (a chain unlinking it), once per such buffer.
+    /// Rebuilds the handle of a buffer the caller owns through another
+    /// record (a chain unlinking it, the pool taking back a lent buffer),
+    /// once per such buffer.
     pub(crate) fn from_owned_id(id: BufId) -> Buf {
         Buf { id }
     }
@@ -241,7 +235,7 @@ impl Pool {
     pub(crate) fn reclaim_lent(&mut self, id: BufId, start: usize, end: usize) -> Buf {
         self.unlend(id);
         self.set_filled(id, start, end);
-        Buf::from_kernel(id)
+        Buf::from_owned_id(id)
     }
 
     /// Takes back a lent buffer the kernel has finished with, straight into
