@@ -134,6 +134,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The unconsumed input one connection may hold: [`Config::max_input`],
+    /// or half the pool when that is `None`. Protocols bound their frames
+    /// below it.
+    pub fn max_input_bytes(&self) -> usize {
+        self.max_input.unwrap_or(self.buf_size.get() * self.buf_count.get() as usize / 2)
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> ConfigBuilder {
         let config = Config::default();

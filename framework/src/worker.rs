@@ -92,8 +92,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let listeners = vec![driver.listen(listener)?];
         let workers = config.workers.get();
         let max_conns = config.max_connections.div_ceil(workers);
-        let max_input =
-            config.max_input.unwrap_or(config.buf_size.get() * config.buf_count.get() as usize / 2);
+        let max_input = config.max_input_bytes();
         let now = Instant::now();
         let tick = config.idle_timeout.map_or(Duration::from_millis(100), |t| {
             (t / 64).clamp(Duration::from_millis(5), Duration::from_millis(250))

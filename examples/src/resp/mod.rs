@@ -64,7 +64,9 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// [`Limits::default`], with the request and bulk caps lowered to half of
 /// what one worker's buffer pool can receive into (`buf_size ×
-/// (buf_count − recv_reserve)`) when that is smaller.
+/// (buf_count − recv_reserve)`) when that is smaller, and never above the
+/// framework's per-connection input cap ([`Config::max_input_bytes`]), so an
+/// oversized request gets RESP's error rather than a silent close.
 ///
 /// A request is buffered whole before it runs, in the pool of the worker
 /// its connection lives on; one larger than the pool could never complete
@@ -72,7 +74,7 @@ const FLUSH_AT: usize = 64 * 1024;
 pub fn limits_for(config: &Config) -> Limits {
     let reserve = config.epoll.recv_reserve.max(config.uring.recv_reserve);
     let receivable = (config.buf_count.get() as usize).saturating_sub(reserve);
-    let cap = config.buf_size.get().saturating_mul(receivable) / 2;
+    let cap = (config.buf_size.get().saturating_mul(receivable) / 2).min(config.max_input_bytes());
     let d = Limits::default();
     Limits {
         max_bulk_len: d.max_bulk_len.min(cap),
