@@ -91,6 +91,20 @@ pub struct Config {
     pub max_connections: usize,
     /// Close a connection after this long with nothing received or sent.
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose input sits unconsumed this long: a partial
+    /// frame the handler waits to complete (a slow request, as in
+    /// slowloris). Counts from the oldest unconsumed byte's arrival and
+    /// restarts whenever the handler consumes; paused while output is
+    /// pending. Closes with [`CloseReason::ReadTimeout`].
+    ///
+    /// [`CloseReason::ReadTimeout`]: crate::CloseReason::ReadTimeout
+    pub read_timeout: Option<Duration>,
+    /// Close a connection whose pending output makes no progress this long
+    /// (a peer that does not read). Closes with
+    /// [`CloseReason::WriteTimeout`].
+    ///
+    /// [`CloseReason::WriteTimeout`]: crate::CloseReason::WriteTimeout
+    pub write_timeout: Option<Duration>,
     /// Unconsumed input one connection may hold; past it the connection is
     /// closed ([`CloseReason::InputLimit`]), so one peer cannot take its
     /// worker's whole pool. `None`: half of the pool (`buf_size * buf_count / 2`).
@@ -122,6 +136,8 @@ impl Default for Config {
             buf_count: NonZeroU32::new(4096).expect("non-zero"),
             max_connections: 100_000,
             idle_timeout: Some(Duration::from_secs(60)),
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(60)),
             max_input: None,
             high_water: 1024 * 1024,
             low_water: 256 * 1024,
@@ -154,7 +170,8 @@ impl Config {
     /// The defaults, overridden by any `POLLRING_*` variable that is set:
     /// `POLLRING_BACKEND` (epoll|uring|auto), `POLLRING_WORKERS`,
     /// `POLLRING_PIN_CPUS` (0|1), `POLLRING_BUF_SIZE`, `POLLRING_BUF_COUNT`,
-    /// `POLLRING_MAX_CONNECTIONS`, `POLLRING_IDLE_TIMEOUT_MS` (0: none),
+    /// `POLLRING_MAX_CONNECTIONS`, `POLLRING_IDLE_TIMEOUT_MS`,
+    /// `POLLRING_READ_TIMEOUT_MS`, `POLLRING_WRITE_TIMEOUT_MS` (0: none),
     /// `POLLRING_MAX_INPUT` (bytes; 0: half the pool),
     /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
     /// `POLLRING_SHUTDOWN_GRACE_MS`; for the backends
@@ -209,6 +226,10 @@ impl ConfigBuilder {
         max_connections: usize => |c, v| c.config.max_connections = v;
         /// Idle timeout (`None`: never).
         idle_timeout: Option<Duration> => |c, v| c.config.idle_timeout = v;
+        /// Read timeout for a partial frame (`None`: never).
+        read_timeout: Option<Duration> => |c, v| c.config.read_timeout = v;
+        /// Write timeout for output that makes no progress (`None`: never).
+        write_timeout: Option<Duration> => |c, v| c.config.write_timeout = v;
         /// Unconsumed input per connection before it is closed (`None`: half the pool).
         max_input: Option<usize> => |c, v| c.config.max_input = v;
         /// Queued output at which receiving pauses.
@@ -252,6 +273,12 @@ impl ConfigBuilder {
         }
         if let Some(ms) = env_var::<u64>("POLLRING_IDLE_TIMEOUT_MS")? {
             b = b.idle_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(ms) = env_var::<u64>("POLLRING_READ_TIMEOUT_MS")? {
+            b = b.read_timeout((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if let Some(ms) = env_var::<u64>("POLLRING_WRITE_TIMEOUT_MS")? {
+            b = b.write_timeout((ms > 0).then(|| Duration::from_millis(ms)));
         }
         if let Some(v) = env_var::<usize>("POLLRING_MAX_INPUT")? {
             b = b.max_input((v > 0).then_some(v));
@@ -339,8 +366,14 @@ impl ConfigBuilder {
                 "max_input of zero would close every connection: use None for the default".into(),
             );
         }
-        if c.idle_timeout == Some(Duration::ZERO) {
-            return fail("idle_timeout of zero: use None for no timeout".into());
+        for (name, timeout) in [
+            ("idle_timeout", c.idle_timeout),
+            ("read_timeout", c.read_timeout),
+            ("write_timeout", c.write_timeout),
+        ] {
+            if timeout == Some(Duration::ZERO) {
+                return fail(format!("{name} of zero: use None for no timeout"));
+            }
         }
         Ok(c)
     }
@@ -391,5 +424,7 @@ mod tests {
         let small = Config::builder().buf_count(100).build().unwrap_err();
         assert!(small.to_string().contains("receive reserve"), "{small}");
         assert!(Config::builder().idle_timeout(Some(Duration::ZERO)).build().is_err());
+        let read = Config::builder().read_timeout(Some(Duration::ZERO)).build().unwrap_err();
+        assert!(read.to_string().contains("read_timeout of zero"), "{read}");
     }
 }

@@ -1,12 +1,36 @@
 //! What a handler sees of a connection: [`Cx`] and its [`Input`].
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pollring_backends::buf::{Chain, Chunks, Pool};
 use pollring_backends::Token;
 
+use crate::timer::Wheel;
 use crate::WorkerId;
+
+/// The configured per-connection time limits (from [`crate::Config`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) idle: Option<Duration>,
+    pub(crate) read: Option<Duration>,
+    pub(crate) write: Option<Duration>,
+}
+
+/// What is due for a connection when its wheel entry comes round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// The lingering close ran out of time.
+    Linger,
+    /// Nothing received or sent for the idle timeout.
+    Idle,
+    /// Input sat unconsumed for the read timeout.
+    Read,
+    /// Pending output made no progress for the write timeout.
+    Write,
+    /// The handler's timer.
+    Timer,
+}
 
 /// The framework's per-connection state besides the handler's own.
 #[derive(Debug)]
@@ -40,6 +64,16 @@ pub(crate) struct ConnIo {
     pub(crate) out_of_buffers: bool,
     /// Last receive or send completion, for the idle timeout.
     pub(crate) last_active: Instant,
+    /// When the oldest unconsumed input arrived, restarted whenever the
+    /// handler consumes: the read timeout counts from here.
+    pub(crate) input_since: Option<Instant>,
+    /// When pending output last made progress (or became pending): the
+    /// write timeout counts from here.
+    pub(crate) send_since: Instant,
+    /// The handler's timer ([`Cx::set_timer`]).
+    pub(crate) timer_at: Option<Instant>,
+    /// Deadline of this connection's live entry in the timer wheel.
+    pub(crate) wheel_at: Option<Instant>,
 }
 
 impl ConnIo {
@@ -60,7 +94,63 @@ impl ConnIo {
             linger_until: None,
             out_of_buffers: false,
             last_active: now,
+            input_since: None,
+            send_since: now,
+            timer_at: None,
+            wheel_at: None,
         }
+    }
+
+    /// Makes sure the wheel holds an entry for this connection at or before
+    /// `deadline`. Later deadlines are left to the re-arm when the entry
+    /// comes round, so activity costs one comparison.
+    pub(crate) fn arm(&mut self, wheel: &mut Wheel, deadline: Instant) {
+        if self.wheel_at.is_none_or(|at| deadline < at) {
+            self.wheel_at = Some(deadline);
+            wheel.insert(deadline, self.token);
+        }
+    }
+
+    /// The deadlines in force, in order of precedence. A lingering
+    /// connection has only its linger deadline; one closing after its output
+    /// gets no more timer calls; the read timeout waits while output is
+    /// pending (the handler may be holding input back for it).
+    fn deadlines(&self, limits: &Limits) -> [(Due, Option<Instant>); 5] {
+        if let Some(until) = self.linger_until {
+            return [
+                (Due::Linger, Some(until)),
+                (Due::Idle, None),
+                (Due::Read, None),
+                (Due::Write, None),
+                (Due::Timer, None),
+            ];
+        }
+        let pending = self.pending_output() > 0;
+        [
+            (Due::Linger, None),
+            (Due::Idle, limits.idle.map(|t| self.last_active + t)),
+            (Due::Read, limits.read.zip(self.input_since).map(|(t, since)| since + t)),
+            (Due::Write, limits.write.filter(|_| pending).map(|t| self.send_since + t)),
+            (Due::Timer, self.timer_at.filter(|_| self.close_after_drain.is_none())),
+        ]
+    }
+
+    /// The earliest deadline in force.
+    pub(crate) fn next_deadline(&self, limits: &Limits) -> Option<Instant> {
+        self.deadlines(limits).into_iter().filter_map(|(_, at)| at).min()
+    }
+
+    /// The first deadline (by precedence) that has passed at `now`.
+    pub(crate) fn due(&self, limits: &Limits, now: Instant) -> Option<Due> {
+        self.deadlines(limits)
+            .into_iter()
+            .find(|(_, at)| at.is_some_and(|at| at <= now))
+            .map(|(due, _)| due)
+    }
+
+    /// Restarts the read timeout after the handler consumed input.
+    fn consumed(&mut self, now: Instant) {
+        self.input_since = (!self.input.is_empty()).then_some(now);
     }
 
     /// FIN sent after the last output; input is discarded until EOF.
@@ -84,6 +174,7 @@ pub struct Cx<'a> {
     pub(crate) pool: &'a mut Pool,
     pub(crate) io: &'a mut ConnIo,
     pub(crate) scratch: &'a mut Vec<u8>,
+    pub(crate) wheel: &'a mut Wheel,
     pub(crate) worker: WorkerId,
     pub(crate) now: Instant,
 }
@@ -101,6 +192,7 @@ impl<'a> Cx<'a> {
     /// If `n` exceeds the input's length.
     pub fn consume(&mut self, n: usize) {
         self.io.input.consume(self.pool, n);
+        self.io.consumed(self.now);
     }
 
     /// Appends `data` to the output, coalescing small writes into the tail
@@ -148,6 +240,7 @@ impl<'a> Cx<'a> {
             Ok(chain) => self.io.output.append(self.pool, chain),
             Err(_) => self.io.out_of_buffers = true,
         }
+        self.io.consumed(self.now);
         self.io.dirty = true;
     }
 
@@ -156,6 +249,28 @@ impl<'a> Cx<'a> {
     pub fn close(&mut self) {
         self.io.close_after_drain.get_or_insert(crate::CloseReason::Local);
         self.io.dirty = true;
+    }
+
+    /// Calls [`Handler::on_timer`] for this connection once `after` has
+    /// passed, replacing any timer set before. Timers fire at their deadline
+    /// or up to one wheel tick (10 ms) later, never earlier; none fires
+    /// once the connection is closing.
+    ///
+    /// [`Handler::on_timer`]: crate::Handler::on_timer
+    pub fn set_timer(&mut self, after: Duration) {
+        let at = self.now + after;
+        self.io.timer_at = Some(at);
+        self.io.arm(self.wheel, at);
+    }
+
+    /// Cancels the timer set with [`Cx::set_timer`], if any.
+    pub fn cancel_timer(&mut self) {
+        self.io.timer_at = None;
+    }
+
+    /// When the timer set with [`Cx::set_timer`] fires, if one is set.
+    pub fn timer(&self) -> Option<Instant> {
+        self.io.timer_at
     }
 
     /// Whether the peer has finished sending (no more input will come).

@@ -14,6 +14,16 @@ pub enum CloseReason {
     Local,
     /// Nothing was received or sent for the configured idle timeout.
     IdleTimeout,
+    /// Input sat unconsumed (a partial frame the handler waits to complete)
+    /// for [`Config::read_timeout`]: a slow request, as in slowloris.
+    ///
+    /// [`Config::read_timeout`]: crate::Config::read_timeout
+    ReadTimeout,
+    /// Pending output made no progress for [`Config::write_timeout`]: a
+    /// peer that does not read.
+    ///
+    /// [`Config::write_timeout`]: crate::Config::write_timeout
+    WriteTimeout,
     /// Receiving or sending failed (`ECONNRESET`, `EPIPE`, …).
     Error(std::io::ErrorKind),
     /// The pool had no buffer for output the handler wrote.
@@ -73,6 +83,12 @@ pub trait Handler: 'static {
 
     /// Every byte written so far has been handed to the kernel.
     fn on_drained(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>) {
+        let _ = (conn, cx);
+    }
+
+    /// The timer set with [`Cx::set_timer`] is due. The connection may write,
+    /// close, or set the timer again.
+    fn on_timer(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>) {
         let _ = (conn, cx);
     }
 

@@ -5,8 +5,8 @@
 //!     driver.turn(timeout, &mut events)   // submit/flush → wait once → reap
 //!     dispatch events                     // accept, input into chains, Sent, Closed
 //!     on_data for each connection with new input
+//!     timers (timeouts, the handler's timers, ticks), shutdown
 //!     hand each connection's output to the driver (one send per connection)
-//!     timers, shutdown
 //! }
 //! ```
 //!
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pollring_backends::buf::{Buf, Pool};
 use pollring_backends::{Driver, Event, ListenerId, Token};
 
-use crate::conn::{ConnIo, Cx, WorkerCx};
+use crate::conn::{ConnIo, Cx, Due, Limits, WorkerCx};
 use crate::handler::{CloseReason, Handler};
 use crate::server::{Shared, WorkerStats};
 use crate::{Config, WorkerId};
@@ -53,6 +53,8 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     stats: Arc<WorkerStats>,
     /// Unconsumed input one connection may hold before it is closed.
     max_input: usize,
+    /// Idle, read and write timeouts.
+    limits: Limits,
     /// Connections by token index (dense: the driver's slot index).
     slots: Vec<Option<Slot<H::Conn>>>,
     open: usize,
@@ -63,7 +65,7 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     data: Vec<Token>,
     /// Connections with output to hand to the driver this turn.
     dirty: Vec<Token>,
-    expired: Vec<Token>,
+    expired: Vec<(Instant, Token)>,
     scratch: Vec<u8>,
     wheel: crate::timer::Wheel,
     next_tick: Option<Instant>,
@@ -94,10 +96,12 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let max_conns = config.max_connections.div_ceil(workers);
         let max_input = config.max_input_bytes();
         let now = Instant::now();
-        let tick = config.idle_timeout.map_or(Duration::from_millis(100), |t| {
-            (t / 64).clamp(Duration::from_millis(5), Duration::from_millis(250))
-        });
-        Ok(Worker {
+        let limits = Limits {
+            idle: config.idle_timeout,
+            read: config.read_timeout,
+            write: config.write_timeout,
+        };
+        let mut worker = Worker {
             id,
             driver,
             handler,
@@ -108,13 +112,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             open: 0,
             max_conns,
             max_input,
+            limits,
             listeners,
             events: Vec::with_capacity(1024),
             data: Vec::new(),
             dirty: Vec::new(),
             expired: Vec::new(),
             scratch: Vec::new(),
-            wheel: crate::timer::Wheel::new(now, tick),
+            wheel: crate::timer::Wheel::new(now, crate::timer::TICK),
             next_tick: Some(now),
             shutting_down: false,
             shutdown_deadline: None,
@@ -122,7 +127,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             buffered_peak: 0,
             accept_warned: None,
             accept_errors_unlogged: 0,
-        })
+        };
+        // The stats (e.g. the buffers lent to io_uring's ring) are readable
+        // once `serve` returns, not only after a first turn.
+        worker.publish_stats();
+        Ok(worker)
     }
 
     pub(crate) fn driver_ref(&self) -> &D {
@@ -156,8 +165,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 self.on_event(event);
             }
             self.deliver_input();
-            self.flush();
             self.timers();
+            self.flush();
             self.publish_stats();
         }
         tracing::debug!("worker stopped");
@@ -234,10 +243,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         self.open += 1;
         let mut io = ConnIo::new(token, peer, self.now);
+        if let Some(at) = io.next_deadline(&self.limits) {
+            io.arm(&mut self.wheel, at);
+        }
         let mut cx = Cx {
             pool: self.driver.pool_mut(),
             io: &mut io,
             scratch: &mut self.scratch,
+            wheel: &mut self.wheel,
             worker: self.id,
             now: self.now,
         };
@@ -246,9 +259,6 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let panicked = conn.is_none();
         let dirty = io.dirty;
         self.slots[index] = Some(Slot { io, conn });
-        if let Some(timeout) = self.config.idle_timeout {
-            self.wheel.insert(self.now + timeout, token);
-        }
         if panicked {
             tracing::error!(
                 token = token.as_u64(),
@@ -274,6 +284,12 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         // Small receives are copied behind a partial frame instead of
         // pinning a buffer each.
         let copy_limit = pool.buf_size() / 4;
+        if slot.io.input_since.is_none() {
+            slot.io.input_since = Some(now);
+            if let Some(timeout) = self.limits.read {
+                slot.io.arm(&mut self.wheel, now + timeout);
+            }
+        }
         slot.io.input.push_or_copy(pool, buf, copy_limit);
         slot.io.last_active = now;
         if slot.io.input.len() > self.max_input {
@@ -313,25 +329,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if slot.io.closing.is_some() {
                 continue;
             }
-            let Some(conn) = slot.conn.as_mut() else { continue };
-            let mut cx = Cx {
-                pool: self.driver.pool_mut(),
-                io: &mut slot.io,
-                scratch: &mut self.scratch,
-                worker: self.id,
-                now: self.now,
-            };
-            let handler = &mut self.handler;
-            let ok = catch_unwind(AssertUnwindSafe(|| handler.on_data(conn, &mut cx))).is_ok();
-            if !ok {
-                slot.conn = None;
-                tracing::error!(
-                    token = token.as_u64(),
-                    "handler panicked in on_data; connection closed"
-                );
-                self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
+            if !self.call(token, "on_data", |h, conn, cx| h.on_data(conn, cx)) {
                 continue;
             }
+            let slot = slot_mut(&mut self.slots, token).expect("the callback's connection");
             if slot.io.read_closed && slot.io.close_after_drain.is_none() {
                 // The peer is done sending: finish writing, then close.
                 slot.io.close_after_drain = Some(CloseReason::PeerClosed);
@@ -366,8 +367,16 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             if io.close_after_drain.is_some() && !io.input.is_empty() {
                 io.input.clear(pool);
+                io.input_since = None;
             }
             if !io.output.is_empty() {
+                if io.in_flight == 0 {
+                    // Output becomes pending: the write timeout starts.
+                    io.send_since = self.now;
+                    if let Some(timeout) = self.limits.write {
+                        io.arm(&mut self.wheel, self.now + timeout);
+                    }
+                }
                 let out = std::mem::take(&mut io.output);
                 io.in_flight += out.len();
                 self.driver.send(token, out);
@@ -398,6 +407,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(slot) = self.slot(token) else { return };
         slot.io.in_flight = slot.io.in_flight.saturating_sub(bytes);
         slot.io.last_active = now;
+        slot.io.send_since = now;
         if slot.io.pending_output() > 0 || slot.io.closing.is_some() {
             if slot.io.paused
                 && slot.io.close_after_drain.is_none()
@@ -419,25 +429,46 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             slot.io.paused = false;
             self.driver.resume_recv(token);
         }
-        let slot = slot_mut(&mut self.slots, token).expect("slot looked up above");
-        let Some(conn) = slot.conn.as_mut() else { return };
+        if self.call(token, "on_drained", |h, conn, cx| h.on_drained(conn, cx)) {
+            self.mark_dirty_if_written(token);
+        }
+    }
+
+    /// Runs one handler callback on a live connection. A panic closes the
+    /// connection (logged) and returns `false`, as does a connection whose
+    /// handler state was lost to an earlier panic.
+    fn call(
+        &mut self,
+        token: Token,
+        callback: &'static str,
+        f: impl FnOnce(&mut H, &mut H::Conn, &mut Cx<'_>),
+    ) -> bool {
+        let Some(slot) = slot_mut(&mut self.slots, token) else { return false };
+        let Some(conn) = slot.conn.as_mut() else { return false };
         let mut cx = Cx {
             pool: self.driver.pool_mut(),
             io: &mut slot.io,
             scratch: &mut self.scratch,
+            wheel: &mut self.wheel,
             worker: self.id,
-            now,
+            now: self.now,
         };
         let handler = &mut self.handler;
-        if catch_unwind(AssertUnwindSafe(|| handler.on_drained(conn, &mut cx))).is_err() {
-            slot.conn = None;
-            tracing::error!(
-                token = token.as_u64(),
-                "handler panicked in on_drained; connection closed"
-            );
-            self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
-        } else if slot.io.dirty || slot.io.close_after_drain.is_some() {
-            self.mark_dirty(token);
+        if catch_unwind(AssertUnwindSafe(|| f(handler, conn, &mut cx))).is_ok() {
+            return true;
+        }
+        slot.conn = None;
+        tracing::error!(token = token.as_u64(), callback, "handler panicked; connection closed");
+        self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
+        false
+    }
+
+    /// Lists a connection for the flush if its callback wrote or closed.
+    fn mark_dirty_if_written(&mut self, token: Token) {
+        if let Some(slot) = self.slot(token) {
+            if slot.io.dirty || slot.io.close_after_drain.is_some() {
+                self.mark_dirty(token);
+            }
         }
     }
 
@@ -447,7 +478,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// *linger*: read and discard until the peer's EOF or [`LINGER`] passes.
     fn close_drained(&mut self, token: Token, reason: CloseReason) {
         let now = self.now;
-        let Some(slot) = self.slot(token) else { return };
+        let Some(slot) = slot_mut(&mut self.slots, token) else { return };
         if slot.io.read_closed {
             self.close_now(token, reason);
             return;
@@ -456,11 +487,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let until = now + LINGER;
         io.linger_until = Some(until);
         let resume = std::mem::take(&mut io.paused);
+        io.arm(&mut self.wheel, until);
         self.driver.shutdown_write(token);
         if resume {
             self.driver.resume_recv(token);
         }
-        self.wheel.insert(until, token);
     }
 
     /// Asks the driver to close now (unsent output is dropped).
@@ -498,36 +529,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
-    /// Idle timeouts, lingering closes, the handler's tick, the shutdown
-    /// deadline.
+    /// Connection deadlines, the handler's tick, the shutdown deadline.
     fn timers(&mut self) {
         let now = self.now;
-        let idle_timeout = self.config.idle_timeout;
         if self.wheel.next_due().is_some_and(|due| due <= now) {
             let mut expired = std::mem::take(&mut self.expired);
             self.wheel.advance(now, &mut expired);
-            for token in expired.drain(..) {
-                let Some(slot) = self.slot(token) else { continue };
-                if slot.io.closing.is_some() {
-                    continue;
-                }
-                if let Some(until) = slot.io.linger_until {
-                    if until <= now {
-                        let reason = slot.io.close_after_drain.unwrap_or(CloseReason::Local);
-                        self.close_now(token, reason);
-                    }
-                    // The idle entry (if any) is still in the wheel too.
-                    continue;
-                }
-                if let Some(timeout) = idle_timeout {
-                    let deadline = slot.io.last_active + timeout;
-                    if deadline <= now {
-                        tracing::debug!(token = token.as_u64(), "idle timeout");
-                        self.close_now(token, CloseReason::IdleTimeout);
-                    } else {
-                        self.wheel.insert(deadline, token);
-                    }
-                }
+            for (deadline, token) in expired.drain(..) {
+                self.on_deadline(token, deadline);
             }
             self.expired = expired;
         }
@@ -555,6 +564,51 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             for token in tokens {
                 self.close_now(token, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// A connection's wheel entry came round: act on what is due (at most
+    /// one thing per entry, by precedence) and re-arm at the next deadline.
+    fn on_deadline(&mut self, token: Token, deadline: Instant) {
+        let (now, limits) = (self.now, self.limits);
+        let Some(slot) = self.slot(token) else { return };
+        if slot.io.closing.is_some() || slot.io.wheel_at != Some(deadline) {
+            // Closing, or a stale entry: the connection re-armed earlier.
+            return;
+        }
+        slot.io.wheel_at = None;
+        let io = &mut slot.io;
+        let close = match io.due(&limits, now) {
+            None => None,
+            Some(Due::Linger) => Some(io.close_after_drain.unwrap_or(CloseReason::Local)),
+            Some(Due::Idle) => Some(CloseReason::IdleTimeout),
+            Some(Due::Read) if io.pending_output() > 0 => {
+                // The handler may be holding input back until its output
+                // drains: that wait is the write timeout's business.
+                io.input_since = Some(now);
+                None
+            }
+            Some(Due::Read) => Some(CloseReason::ReadTimeout),
+            Some(Due::Write) => Some(CloseReason::WriteTimeout),
+            Some(Due::Timer) => {
+                io.timer_at = None;
+                if self.call(token, "on_timer", |h, conn, cx| h.on_timer(conn, cx)) {
+                    self.mark_dirty_if_written(token);
+                }
+                None
+            }
+        };
+        if let Some(reason) = close {
+            tracing::debug!(token = token.as_u64(), ?reason, "deadline passed; closing");
+            self.close_now(token, reason);
+            return;
+        }
+        if let Some(slot) = slot_mut(&mut self.slots, token) {
+            if slot.io.closing.is_none() {
+                if let Some(next) = slot.io.next_deadline(&limits) {
+                    slot.io.arm(&mut self.wheel, next);
+                }
             }
         }
     }
