@@ -207,6 +207,10 @@ impl Chain {
         assert!(range.start <= range.end && range.end <= self.len, "range past the chain's end");
         let mut skip = range.start;
         let want = range.end - range.start;
+        if want == 0 {
+            // Not `scratch`: it may still hold an earlier, unrelated copy.
+            return &[];
+        }
         let mut chunks = self.chunks(pool);
         for chunk in chunks.by_ref() {
             if skip < chunk.len() {
@@ -432,6 +436,9 @@ mod tests {
         assert!(scratch.is_empty(), "no copy for a range inside one buffer");
         assert_eq!(c.contiguous(&p, 2..7, &mut scratch), b"T /a\r");
         assert_eq!(scratch, b"T /a\r");
+        // An empty range is empty, whatever an earlier copy left behind.
+        assert_eq!(c.contiguous(&p, 8..8, &mut scratch), b"");
+        assert_eq!(Chain::new().contiguous(&p, 0..0, &mut scratch), b"");
         assert_eq!(c.find(&p, 0, b'\n'), Some(7));
         assert_eq!(c.find(&p, 5, b'G'), None);
         c.clear(&mut p);
