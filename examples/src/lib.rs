@@ -13,6 +13,8 @@
 #![deny(missing_docs)]
 
 pub mod echo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod resp;
 
