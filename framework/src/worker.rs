@@ -37,6 +37,20 @@ fn slot_mut<C>(slots: &mut [Option<Slot<C>>], token: Token) -> Option<&mut Slot<
     slots.get_mut(token.index())?.as_mut().filter(|s| s.io.token == token)
 }
 
+/// Runs a handler callback, catching a panic: `Err` carries the panic's
+/// message for the log.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "(not a string)".to_owned()
+        }
+    })
+}
+
 /// One connection: the framework's part and the handler's part.
 struct Slot<C> {
     io: ConnIo,
@@ -255,14 +269,19 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             now: self.now,
         };
         let handler = &mut self.handler;
-        let conn = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx))).ok();
-        let panicked = conn.is_none();
+        let opened = guarded(|| handler.on_open(&mut cx));
         let dirty = io.dirty;
+        let (conn, panic) = match opened {
+            Ok(conn) => (Some(conn), None),
+            Err(panic) => (None, Some(panic)),
+        };
         self.slots[index] = Some(Slot { io, conn });
-        if panicked {
+        if let Some(panic) = panic {
             tracing::error!(
                 token = token.as_u64(),
-                "handler panicked in on_open; connection closed"
+                callback = "on_open",
+                panic,
+                "handler panicked; connection closed"
             );
             self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
         } else if dirty {
@@ -454,11 +473,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             now: self.now,
         };
         let handler = &mut self.handler;
-        if catch_unwind(AssertUnwindSafe(|| f(handler, conn, &mut cx))).is_ok() {
-            return true;
-        }
+        let Err(panic) = guarded(|| f(handler, conn, &mut cx)) else { return true };
         slot.conn = None;
-        tracing::error!(token = token.as_u64(), callback, "handler panicked; connection closed");
+        tracing::error!(
+            token = token.as_u64(),
+            callback,
+            panic,
+            "handler panicked; connection closed"
+        );
         self.close_now(token, CloseReason::Error(std::io::ErrorKind::Other));
         false
     }
@@ -523,8 +545,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         tracing::trace!(token = token.as_u64(), ?reason, "connection closed");
         if let Some(conn) = slot.conn {
             let handler = &mut self.handler;
-            if catch_unwind(AssertUnwindSafe(|| handler.on_close(conn, reason))).is_err() {
-                tracing::error!(token = token.as_u64(), "handler panicked in on_close");
+            if let Err(panic) = guarded(|| handler.on_close(conn, reason)) {
+                tracing::error!(
+                    token = token.as_u64(),
+                    callback = "on_close",
+                    panic,
+                    "handler panicked"
+                );
             }
         }
     }
@@ -548,10 +575,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 _marker: std::marker::PhantomData,
             };
             let handler = &mut self.handler;
-            self.next_tick = match catch_unwind(AssertUnwindSafe(|| handler.on_tick(&mut cx))) {
+            self.next_tick = match guarded(|| handler.on_tick(&mut cx)) {
                 Ok(next) => next.map(|d| now + d),
-                Err(_) => {
-                    tracing::error!("handler panicked in on_tick; ticks stopped");
+                Err(panic) => {
+                    tracing::error!(callback = "on_tick", panic, "handler panicked; ticks stopped");
                     None
                 }
             };
