@@ -7,6 +7,8 @@
 # Usage: benches/scripts/echo-syscalls.sh [rounds] [seconds]
 #   VARIANTS="epoll uring uring+POLLRING_URING_TASKRUN=coop"  compare settings:
 #   each variant is a backend, then '+'-separated VAR=VALUE for the server.
+#   BIN=/path/to/echo in a variant runs that build instead, for A/B runs of
+#   two commits: VARIANTS="epoll epoll+BIN=/tmp/old/target/release/echo".
 #   DEPTHS="1 16" CONNS=100 SIZE=64 set the load.
 # Needs: linux-perf (perf). Server on CPU 0, load generator on CPU 1.
 set -euo pipefail
@@ -33,7 +35,13 @@ one_run() { # variant depth port -> "msgs_per_s cpu_ns_per_msg syscalls_per_msg"
     local backend=${variant%%+*}
     local -a envs=()
     [[ $variant == *+* ]] && IFS=+ read -r -a envs <<<"${variant#*+}"
-    env POLLRING_IDLE_TIMEOUT_MS=0 "${envs[@]}" taskset -c 0 "$ECHO" --backend "$backend" \
+    # BIN=path picks another build of the echo server (an A/B of two commits).
+    local bin=$ECHO
+    local -a server_env=()
+    for e in "${envs[@]}"; do
+        if [[ $e == BIN=* ]]; then bin=${e#BIN=}; else server_env+=("$e"); fi
+    done
+    env POLLRING_IDLE_TIMEOUT_MS=0 "${server_env[@]}" taskset -c 0 "$bin" --backend "$backend" \
         --workers 1 --addr 127.0.0.1:$PORT 2>/dev/null &
     local pid=$!
     sleep 0.5

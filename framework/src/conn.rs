@@ -62,6 +62,9 @@ pub(crate) struct ConnIo {
     pub(crate) linger_until: Option<Instant>,
     /// A write found the pool empty.
     pub(crate) out_of_buffers: bool,
+    /// The unconsumed input was moved off the pool while it ran low (see
+    /// `Worker::park`); it goes back in front of the next receive.
+    pub(crate) parked: bool,
     /// Last receive or send completion, for the idle timeout.
     pub(crate) last_active: Instant,
     /// When the oldest unconsumed input arrived, restarted whenever the
@@ -93,6 +96,7 @@ impl ConnIo {
             has_data: false,
             linger_until: None,
             out_of_buffers: false,
+            parked: false,
             last_active: now,
             input_since: None,
             send_since: now,

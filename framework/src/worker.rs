@@ -30,6 +30,12 @@ use crate::{Config, WorkerId};
 /// (see [`Worker::close_drained`]).
 const LINGER: Duration = Duration::from_secs(2);
 
+/// While the pool runs low (under half of it free), a connection left with
+/// at most this much unconsumed input after `on_data` has it moved to a heap
+/// allocation of its own size, so a peer that sends a byte of a frame and
+/// stops pins a few bytes, not a whole pool buffer (see [`Worker::park`]).
+const PARK_MAX: usize = 1024;
+
 /// The live slot of `token` (not a stale token of a reused slot). A free
 /// function over the table alone, so callers can hold other fields of the
 /// worker (the driver's pool, the scratch buffer) at the same time.
@@ -77,6 +83,8 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     events: Vec<Event>,
     /// Connections with new input this turn.
     data: Vec<Token>,
+    /// Unconsumed input moved off the pool (see [`Worker::park`]).
+    parked: std::collections::HashMap<Token, Box<[u8]>>,
     /// Connections with output to hand to the driver this turn.
     dirty: Vec<Token>,
     expired: Vec<(Instant, Token)>,
@@ -130,6 +138,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             listeners,
             events: Vec::with_capacity(1024),
             data: Vec::new(),
+            parked: std::collections::HashMap::new(),
             dirty: Vec::new(),
             expired: Vec::new(),
             scratch: Vec::new(),
@@ -208,7 +217,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                     if slot.io.lingering() {
                         let reason = slot.io.close_after_drain.unwrap_or(CloseReason::Local);
                         self.close_now(token, reason);
-                    } else if slot.io.closing.is_none() && slot.io.close_after_drain.is_none() {
+                    } else if slot.io.closing.is_none()
+                        && slot.io.close_after_drain.is_none()
+                        && self.unpark(token)
+                    {
                         self.mark_data(token);
                     }
                 }
@@ -290,6 +302,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     fn on_recv(&mut self, token: Token, buf: Buf) {
+        if !self.unpark(token) {
+            self.driver.pool_mut().free(buf);
+            return;
+        }
         let now = self.now;
         let pool = self.driver.pool_mut();
         let Some(slot) = slot_mut(&mut self.slots, token) else {
@@ -359,8 +375,51 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if slot.io.dirty || slot.io.close_after_drain.is_some() {
                 self.mark_dirty(token);
             }
+            self.park(token);
         }
         self.data = data;
+    }
+
+    /// While the pool runs low, moves a connection's small unconsumed input
+    /// (a partial frame of at most [`PARK_MAX`] bytes) to the heap and frees
+    /// its buffers. Without this, every peer that sends one byte of a frame
+    /// and waits pins a whole buffer, and a few thousand such peers starve
+    /// everyone's receives until their read timeouts. Costs nothing while
+    /// the pool has room; under pressure, one copy out and one back in.
+    fn park(&mut self, token: Token) {
+        let pool = self.driver.pool_mut();
+        if pool.available() >= pool.capacity() / 2 {
+            return;
+        }
+        let Some(slot) = slot_mut(&mut self.slots, token) else { return };
+        let io = &mut slot.io;
+        let len = io.input.len();
+        if len == 0 || len > PARK_MAX || io.closing.is_some() || io.close_after_drain.is_some() {
+            return;
+        }
+        let bytes: Box<[u8]> = io.input.chunks(pool).flatten().copied().collect();
+        io.input.clear(pool);
+        io.parked = true;
+        self.parked.insert(token, bytes);
+    }
+
+    /// Puts parked input back into the connection's (empty) input chain,
+    /// ahead of what arrives next. `false` if the pool had no buffer for it:
+    /// the connection is then closed (`PoolExhausted`).
+    fn unpark(&mut self, token: Token) -> bool {
+        let pool = self.driver.pool_mut();
+        let Some(slot) = slot_mut(&mut self.slots, token) else { return true };
+        if !slot.io.parked {
+            return true;
+        }
+        slot.io.parked = false;
+        let bytes = self.parked.remove(&token).expect("parked input of a parked connection");
+        if slot.io.input.extend_from_slice(pool, &bytes).is_ok() {
+            return true;
+        }
+        tracing::warn!(token = token.as_u64(), "buffer pool exhausted; connection closed");
+        self.close_now(token, CloseReason::PoolExhausted);
+        false
     }
 
     /// Hands each dirty connection's output to the driver: one send per
@@ -384,9 +443,12 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 self.close_now(token, CloseReason::PoolExhausted);
                 continue;
             }
-            if io.close_after_drain.is_some() && !io.input.is_empty() {
+            if io.close_after_drain.is_some() && (!io.input.is_empty() || io.parked) {
                 io.input.clear(pool);
                 io.input_since = None;
+                if std::mem::take(&mut io.parked) {
+                    self.parked.remove(&token);
+                }
             }
             if !io.output.is_empty() {
                 if io.in_flight == 0 {
@@ -528,6 +590,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         slot.io.closing = Some(reason);
         slot.io.input.clear(pool);
         slot.io.output.clear(pool);
+        if std::mem::take(&mut slot.io.parked) {
+            self.parked.remove(&token);
+        }
         self.driver.close(token);
     }
 
@@ -538,6 +603,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let Some(mut slot) = entry.take() else { return };
         self.open -= 1;
+        if slot.io.parked {
+            self.parked.remove(&token);
+        }
         let pool = self.driver.pool_mut();
         slot.io.input.clear(pool);
         slot.io.output.clear(pool);

@@ -100,4 +100,76 @@ fn unconsumed_input_is_capped(backend: Backend) {
     });
 }
 
-on_both_backends!(slow_reader_stays_under_the_high_water_mark, unconsumed_input_is_capped);
+/// Echoes complete lines, and at the peer's EOF whatever is left.
+struct LinesThenRest;
+
+impl Handler for LinesThenRest {
+    type Conn = ();
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+        while let Some(end) = cx.input().find(0, b'\n') {
+            cx.forward(end + 1);
+        }
+        if cx.is_read_closed() {
+            let rest = cx.input().len();
+            cx.forward(rest);
+        }
+    }
+}
+
+/// Many peers that each send a byte or two of a frame and stop cannot pin
+/// the pool (one whole buffer each) and starve everyone's receives: once
+/// the pool runs low their partial frames move off it. Not a byte is lost:
+/// each frame completes later, by more bytes or by EOF, byte-exact.
+fn partial_frames_do_not_pin_the_pool(backend: Backend) {
+    const BUFS: u32 = 512;
+    const HOGS: usize = 600; // more than the pool has buffers
+    let server =
+        start(config(backend).buf_count(BUFS).read_timeout(Some(Duration::from_secs(60))), |_| {
+            LinesThenRest
+        });
+    let addr = server.local_addr();
+    let baseline = server.stats().pool_in_use;
+    let mut hogs: Vec<_> = (0..HOGS)
+        .map(|i| {
+            let mut s = connect(addr);
+            s.write_all(format!("{i}-").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    eventually(IO_TIMEOUT, "every partial frame received", || server.stats().connections == HOGS);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Another peer is served at once, not after the hogs' read timeouts.
+    let mut good = connect(addr);
+    let asked = std::time::Instant::now();
+    good.write_all(b"hello\n").unwrap();
+    assert_eq!(read_n(&mut good, 6), b"hello\n");
+    assert!(asked.elapsed() < Duration::from_secs(2), "served after {:?}", asked.elapsed());
+
+    // Every parked frame completes, byte-exact: half by more bytes, half by EOF.
+    for (i, s) in hogs.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            s.write_all(b"tail\n").unwrap();
+        } else {
+            s.write_all(b"tail").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+    }
+    for (i, s) in hogs.iter_mut().enumerate() {
+        let want = if i % 2 == 0 { format!("{i}-tail\n") } else { format!("{i}-tail") };
+        assert_eq!(read_n(s, want.len()), want.as_bytes(), "hog {i}");
+    }
+    drop(hogs);
+    drop(good);
+    eventually(IO_TIMEOUT, "every buffer back", || {
+        let s = server.stats();
+        s.connections == 0 && s.pool_in_use <= baseline
+    });
+}
+
+on_both_backends!(
+    slow_reader_stays_under_the_high_water_mark,
+    unconsumed_input_is_capped,
+    partial_frames_do_not_pin_the_pool,
+);
