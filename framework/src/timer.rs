@@ -83,8 +83,17 @@ impl Wheel {
 
     /// Moves the wheel to `now`, collecting entries whose deadline passed into
     /// `expired` (with the deadline they were inserted at). Entries not yet
-    /// due are put back.
-    pub(crate) fn advance(&mut self, now: Instant, expired: &mut Vec<(Instant, Token)>) {
+    /// due are put back, unless `live` says they are dead (their connection
+    /// closed, or re-armed sooner): every entry is looked at least once a
+    /// rotation, so a dead one is gone within one rotation rather than
+    /// lingering until its deadline (a minute, for an idle timeout) while
+    /// connections come and go.
+    pub(crate) fn advance(
+        &mut self,
+        now: Instant,
+        expired: &mut Vec<(Instant, Token)>,
+        live: impl Fn(Token, Instant) -> bool,
+    ) {
         while self.cursor_at + self.tick <= now {
             let current = self.cursor;
             let mut slot = std::mem::take(&mut self.slots[current]);
@@ -93,6 +102,9 @@ impl Wheel {
             self.cursor_at += self.tick;
             self.len -= slot.len();
             for (deadline, token) in slot.drain(..) {
+                if !live(token, deadline) {
+                    continue;
+                }
                 if deadline <= now {
                     expired.push((deadline, token));
                 } else {
@@ -118,6 +130,10 @@ impl Wheel {
 mod tests {
     use super::*;
 
+    fn all(_: Token, _: Instant) -> bool {
+        true
+    }
+
     #[test]
     fn fires_at_or_after_the_deadline_not_before() {
         let t0 = Instant::now();
@@ -128,14 +144,14 @@ mod tests {
         w.insert(at_a, a);
         w.insert(at_b, b); // beyond one rotation
         let mut out = Vec::new();
-        w.advance(t0 + Duration::from_millis(20), &mut out);
+        w.advance(t0 + Duration::from_millis(20), &mut out, all);
         assert!(out.is_empty());
-        w.advance(t0 + Duration::from_millis(30), &mut out);
+        w.advance(t0 + Duration::from_millis(30), &mut out, all);
         assert_eq!(out, vec![(at_a, a)]);
         out.clear();
-        w.advance(t0 + Duration::from_millis(9_990), &mut out);
+        w.advance(t0 + Duration::from_millis(9_990), &mut out, all);
         assert!(out.is_empty(), "far deadline must not fire early");
-        w.advance(t0 + Duration::from_millis(10_020), &mut out);
+        w.advance(t0 + Duration::from_millis(10_020), &mut out, all);
         assert_eq!(out, vec![(at_b, b)]);
         assert!(w.next_due().is_none());
     }
@@ -152,12 +168,27 @@ mod tests {
         // Move the cursor past a word boundary; then an entry behind the
         // cursor's word position (wrapping round) is found too.
         let mut out = Vec::new();
-        w.advance(t0 + tick * 100, &mut out);
+        w.advance(t0 + tick * 100, &mut out, all);
         assert!(out.is_empty());
         w.insert(t0 + tick * 300, Token::new(2, 1)); // slot 300 % 256 = 44
         assert_eq!(w.next_due(), Some(t0 + tick * 201));
-        w.advance(t0 + tick * 202, &mut out);
+        w.advance(t0 + tick * 202, &mut out, all);
         assert_eq!(out.len(), 1);
         assert_eq!(w.next_due(), Some(t0 + tick * 301));
+    }
+
+    #[test]
+    fn dead_entries_go_within_a_rotation_not_at_their_deadline() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(10);
+        let mut w = Wheel::new(t0, tick);
+        let (dead, alive) = (Token::new(1, 1), Token::new(2, 1));
+        // Far deadlines (a minute): they wait a rotation, then are re-filed.
+        w.insert(t0 + Duration::from_secs(60), dead);
+        w.insert(t0 + Duration::from_secs(60), alive);
+        let mut out = Vec::new();
+        w.advance(t0 + tick * (SLOTS as u32 + 1), &mut out, |t, _| t == alive);
+        assert!(out.is_empty());
+        assert_eq!(w.len, 1, "the dead entry was dropped at its first look");
     }
 }

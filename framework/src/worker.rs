@@ -629,7 +629,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let now = self.now;
         if self.wheel.next_due().is_some_and(|due| due <= now) {
             let mut expired = std::mem::take(&mut self.expired);
-            self.wheel.advance(now, &mut expired);
+            let slots = &self.slots;
+            // Live: the connection's current entry, and not closing.
+            self.wheel.advance(now, &mut expired, |token, deadline| {
+                slots.get(token.index()).and_then(Option::as_ref).is_some_and(|s| {
+                    s.io.token == token && s.io.wheel_at == Some(deadline) && s.io.closing.is_none()
+                })
+            });
             for (deadline, token) in expired.drain(..) {
                 self.on_deadline(token, deadline);
             }
