@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pollring_backends::buf::{Chain, Chunks, Pool};
 use pollring_backends::Token;
 
-use crate::timer::Wheel;
+use crate::timer::{Clock, Ms, Wheel};
 use crate::WorkerId;
 
 /// The configured per-connection time limits (from [`crate::Config`]).
@@ -59,28 +59,28 @@ pub(crate) struct ConnIo {
     pub(crate) has_data: bool,
     /// Lingering: FIN sent after the last output, input discarded until
     /// the peer's EOF or this instant, when the connection closes anyway.
-    pub(crate) linger_until: Option<Instant>,
+    pub(crate) linger_until: Option<Ms>,
     /// A write found the pool empty.
     pub(crate) out_of_buffers: bool,
     /// The unconsumed input was moved off the pool while it ran low (see
     /// `Worker::park`); it goes back in front of the next receive.
     pub(crate) parked: bool,
     /// Last receive or send completion, for the idle timeout.
-    pub(crate) last_active: Instant,
+    pub(crate) last_active: Ms,
     /// When the oldest unconsumed input arrived, restarted whenever the
     /// handler consumes: the read timeout counts from here.
-    pub(crate) input_since: Option<Instant>,
+    pub(crate) input_since: Option<Ms>,
     /// When pending output last made progress (or became pending): the
     /// write timeout counts from here.
-    pub(crate) send_since: Instant,
+    pub(crate) send_since: Ms,
     /// The handler's timer ([`Cx::set_timer`]).
-    pub(crate) timer_at: Option<Instant>,
+    pub(crate) timer_at: Option<Ms>,
     /// Deadline of this connection's live entry in the timer wheel.
-    pub(crate) wheel_at: Option<Instant>,
+    pub(crate) wheel_at: Option<Ms>,
 }
 
 impl ConnIo {
-    pub(crate) fn new(token: Token, peer: Option<SocketAddr>, now: Instant) -> ConnIo {
+    pub(crate) fn new(token: Token, peer: Option<SocketAddr>, now: Ms) -> ConnIo {
         ConnIo {
             token,
             peer,
@@ -108,7 +108,7 @@ impl ConnIo {
     /// Makes sure the wheel holds an entry for this connection at or before
     /// `deadline`. Later deadlines are left to the re-arm when the entry
     /// comes round, so activity costs one comparison.
-    pub(crate) fn arm(&mut self, wheel: &mut Wheel, deadline: Instant) {
+    pub(crate) fn arm(&mut self, wheel: &mut Wheel, deadline: Ms) {
         if self.wheel_at.is_none_or(|at| deadline < at) {
             self.wheel_at = Some(deadline);
             wheel.insert(deadline, self.token);
@@ -119,7 +119,7 @@ impl ConnIo {
     /// connection has only its linger deadline; one closing after its output
     /// gets no more timer calls; the read timeout waits while output is
     /// pending (the handler may be holding input back for it).
-    fn deadlines(&self, limits: &Limits) -> [(Due, Option<Instant>); 5] {
+    fn deadlines(&self, limits: &Limits) -> [(Due, Option<Ms>); 5] {
         if let Some(until) = self.linger_until {
             return [
                 (Due::Linger, Some(until)),
@@ -132,20 +132,20 @@ impl ConnIo {
         let pending = self.pending_output() > 0;
         [
             (Due::Linger, None),
-            (Due::Idle, limits.idle.map(|t| self.last_active + t)),
-            (Due::Read, limits.read.zip(self.input_since).map(|(t, since)| since + t)),
-            (Due::Write, limits.write.filter(|_| pending).map(|t| self.send_since + t)),
+            (Due::Idle, limits.idle.map(|t| self.last_active.after(t))),
+            (Due::Read, limits.read.zip(self.input_since).map(|(t, since)| since.after(t))),
+            (Due::Write, limits.write.filter(|_| pending).map(|t| self.send_since.after(t))),
             (Due::Timer, self.timer_at.filter(|_| self.close_after_drain.is_none())),
         ]
     }
 
     /// The earliest deadline in force.
-    pub(crate) fn next_deadline(&self, limits: &Limits) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, limits: &Limits) -> Option<Ms> {
         self.deadlines(limits).into_iter().filter_map(|(_, at)| at).min()
     }
 
     /// The first deadline (by precedence) that has passed at `now`.
-    pub(crate) fn due(&self, limits: &Limits, now: Instant) -> Option<Due> {
+    pub(crate) fn due(&self, limits: &Limits, now: Ms) -> Option<Due> {
         self.deadlines(limits)
             .into_iter()
             .find(|(_, at)| at.is_some_and(|at| at <= now))
@@ -153,7 +153,7 @@ impl ConnIo {
     }
 
     /// Restarts the read timeout after the handler consumed input.
-    fn consumed(&mut self, now: Instant) {
+    fn consumed(&mut self, now: Ms) {
         self.input_since = (!self.input.is_empty()).then_some(now);
     }
 
@@ -179,8 +179,10 @@ pub struct Cx<'a> {
     pub(crate) io: &'a mut ConnIo,
     pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) wheel: &'a mut Wheel,
+    pub(crate) clock: Clock,
     pub(crate) worker: WorkerId,
     pub(crate) now: Instant,
+    pub(crate) now_ms: Ms,
 }
 
 impl<'a> Cx<'a> {
@@ -196,7 +198,7 @@ impl<'a> Cx<'a> {
     /// If `n` exceeds the input's length.
     pub fn consume(&mut self, n: usize) {
         self.io.input.consume(self.pool, n);
-        self.io.consumed(self.now);
+        self.io.consumed(self.now_ms);
     }
 
     /// Appends `data` to the output, coalescing small writes into the tail
@@ -244,7 +246,7 @@ impl<'a> Cx<'a> {
             Ok(chain) => self.io.output.append(self.pool, chain),
             Err(_) => self.io.out_of_buffers = true,
         }
-        self.io.consumed(self.now);
+        self.io.consumed(self.now_ms);
         self.io.dirty = true;
     }
 
@@ -262,7 +264,7 @@ impl<'a> Cx<'a> {
     ///
     /// [`Handler::on_timer`]: crate::Handler::on_timer
     pub fn set_timer(&mut self, after: Duration) {
-        let at = self.now + after;
+        let at = self.now_ms.after(after);
         self.io.timer_at = Some(at);
         self.io.arm(self.wheel, at);
     }
@@ -274,7 +276,7 @@ impl<'a> Cx<'a> {
 
     /// When the timer set with [`Cx::set_timer`] fires, if one is set.
     pub fn timer(&self) -> Option<Instant> {
-        self.io.timer_at
+        self.io.timer_at.map(|at| self.clock.instant(at))
     }
 
     /// Whether the peer has finished sending (no more input will come).

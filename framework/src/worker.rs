@@ -24,6 +24,7 @@ use pollring_backends::{Driver, Event, ListenerId, Token};
 use crate::conn::{ConnIo, Cx, Due, Limits, WorkerCx};
 use crate::handler::{CloseReason, Handler};
 use crate::server::{Shared, WorkerStats};
+use crate::timer::{Clock, Ms, Wheel, TICK};
 use crate::{Config, WorkerId};
 
 /// How long a closing connection waits for the peer's EOF after sending FIN
@@ -87,7 +88,7 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     parked: std::collections::HashMap<Token, Box<[u8]>>,
     /// Connections with output to hand to the driver this turn.
     dirty: Vec<Token>,
-    expired: Vec<(Instant, Token)>,
+    expired: Vec<(Ms, Token)>,
     scratch: Vec<u8>,
     wheel: crate::timer::Wheel,
     next_tick: Option<Instant>,
@@ -97,6 +98,9 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     /// closed; taken once that is done.
     shutdown_deadline: Option<Instant>,
     now: Instant,
+    /// `now` on the worker's millisecond clock, for connection deadlines.
+    now_ms: Ms,
+    clock: Clock,
     buffered_peak: usize,
     /// When an accept failure was last logged, and how many since were not.
     accept_warned: Option<Instant>,
@@ -118,6 +122,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let max_conns = config.max_connections.div_ceil(workers);
         let max_input = config.max_input_bytes();
         let now = Instant::now();
+        let clock = Clock::new(now);
         let limits = Limits {
             idle: config.idle_timeout,
             read: config.read_timeout,
@@ -142,11 +147,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             dirty: Vec::new(),
             expired: Vec::new(),
             scratch: Vec::new(),
-            wheel: crate::timer::Wheel::new(now, crate::timer::TICK),
+            wheel: Wheel::new(clock.ms(now), TICK),
             next_tick: Some(now),
             shutting_down: false,
             shutdown_deadline: None,
             now,
+            now_ms: clock.ms(now),
+            clock,
             buffered_peak: 0,
             accept_warned: None,
             accept_errors_unlogged: 0,
@@ -184,6 +191,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 return Err(error);
             }
             self.now = Instant::now();
+            self.now_ms = self.clock.ms(self.now);
             for event in events.drain(..) {
                 self.on_event(event);
             }
@@ -199,7 +207,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// How long the next turn may wait: until the next timer, tick or
     /// shutdown deadline.
     fn timeout(&self) -> Option<Duration> {
-        [self.wheel.next_due(), self.next_tick, self.shutdown_deadline]
+        let wheel = self.wheel.next_due().map(|ms| self.clock.instant(ms));
+        [wheel, self.next_tick, self.shutdown_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -268,7 +277,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.slots.resize_with(index + 1, || None);
         }
         self.open += 1;
-        let mut io = ConnIo::new(token, peer, self.now);
+        let mut io = ConnIo::new(token, peer, self.now_ms);
         if let Some(at) = io.next_deadline(&self.limits) {
             io.arm(&mut self.wheel, at);
         }
@@ -277,8 +286,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             io: &mut io,
             scratch: &mut self.scratch,
             wheel: &mut self.wheel,
+            clock: self.clock,
             worker: self.id,
             now: self.now,
+            now_ms: self.now_ms,
         };
         let handler = &mut self.handler;
         let opened = guarded(|| handler.on_open(&mut cx));
@@ -306,7 +317,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.driver.pool_mut().free(buf);
             return;
         }
-        let now = self.now;
+        let now = self.now_ms;
         let pool = self.driver.pool_mut();
         let Some(slot) = slot_mut(&mut self.slots, token) else {
             pool.free(buf);
@@ -322,7 +333,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         if slot.io.input_since.is_none() {
             slot.io.input_since = Some(now);
             if let Some(timeout) = self.limits.read {
-                slot.io.arm(&mut self.wheel, now + timeout);
+                slot.io.arm(&mut self.wheel, now.after(timeout));
             }
         }
         slot.io.input.push_or_copy(pool, buf, copy_limit);
@@ -453,9 +464,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if !io.output.is_empty() {
                 if io.in_flight == 0 {
                     // Output becomes pending: the write timeout starts.
-                    io.send_since = self.now;
+                    io.send_since = self.now_ms;
                     if let Some(timeout) = self.limits.write {
-                        io.arm(&mut self.wheel, self.now + timeout);
+                        io.arm(&mut self.wheel, self.now_ms.after(timeout));
                     }
                 }
                 let out = std::mem::take(&mut io.output);
@@ -483,7 +494,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     fn on_sent(&mut self, token: Token, bytes: usize) {
-        let now = self.now;
+        let now = self.now_ms;
         let low = self.config.low_water;
         let Some(slot) = self.slot(token) else { return };
         slot.io.in_flight = slot.io.in_flight.saturating_sub(bytes);
@@ -531,8 +542,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             io: &mut slot.io,
             scratch: &mut self.scratch,
             wheel: &mut self.wheel,
+            clock: self.clock,
             worker: self.id,
             now: self.now,
+            now_ms: self.now_ms,
         };
         let handler = &mut self.handler;
         let Err(panic) = guarded(|| f(handler, conn, &mut cx)) else { return true };
@@ -561,14 +574,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// which can destroy the response on its way; so first send FIN and
     /// *linger*: read and discard until the peer's EOF or [`LINGER`] passes.
     fn close_drained(&mut self, token: Token, reason: CloseReason) {
-        let now = self.now;
+        let now = self.now_ms;
         let Some(slot) = slot_mut(&mut self.slots, token) else { return };
         if slot.io.read_closed {
             self.close_now(token, reason);
             return;
         }
         let io = &mut slot.io;
-        let until = now + LINGER;
+        let until = now.after(LINGER);
         io.linger_until = Some(until);
         let resume = std::mem::take(&mut io.paused);
         io.arm(&mut self.wheel, until);
@@ -627,11 +640,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// Connection deadlines, the handler's tick, the shutdown deadline.
     fn timers(&mut self) {
         let now = self.now;
-        if self.wheel.next_due().is_some_and(|due| due <= now) {
+        if self.wheel.next_due().is_some_and(|due| due <= self.now_ms) {
             let mut expired = std::mem::take(&mut self.expired);
             let slots = &self.slots;
             // Live: the connection's current entry, and not closing.
-            self.wheel.advance(now, &mut expired, |token, deadline| {
+            self.wheel.advance(self.now_ms, &mut expired, |token, deadline| {
                 slots.get(token.index()).and_then(Option::as_ref).is_some_and(|s| {
                     s.io.token == token && s.io.wheel_at == Some(deadline) && s.io.closing.is_none()
                 })
@@ -671,8 +684,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
 
     /// A connection's wheel entry came round: act on what is due (at most
     /// one thing per entry, by precedence) and re-arm at the next deadline.
-    fn on_deadline(&mut self, token: Token, deadline: Instant) {
-        let (now, limits) = (self.now, self.limits);
+    fn on_deadline(&mut self, token: Token, deadline: Ms) {
+        let (now, limits) = (self.now_ms, self.limits);
         let Some(slot) = self.slot(token) else { return };
         if slot.io.closing.is_some() || slot.io.wheel_at != Some(deadline) {
             // Closing, or a stale entry: the connection re-armed earlier.
