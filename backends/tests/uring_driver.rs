@@ -52,16 +52,18 @@ fn pattern(client: usize, len: usize) -> Vec<u8> {
 fn echo_client(
     addr: SocketAddr,
     payload: Vec<u8>,
+    chunk: usize,
     done: Arc<AtomicUsize>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut writer = stream.try_clone().unwrap();
         let to_send = payload.clone();
         let w = thread::spawn(move || {
-            for chunk in to_send.chunks(16 * 1024) {
+            for chunk in to_send.chunks(chunk) {
                 writer.write_all(chunk).expect("client write");
             }
             writer.shutdown(Shutdown::Write).unwrap();
@@ -201,11 +203,17 @@ fn listen_id(drv: &mut Uring) -> (SocketAddr, ListenerId) {
 }
 
 fn run_echo(drv: Uring, clients: usize, payload_len: usize) -> Echo {
+    run_echo_in_chunks(drv, clients, payload_len, 16 * 1024)
+}
+
+/// [`run_echo`] with clients that write `chunk` bytes at a time.
+fn run_echo_in_chunks(drv: Uring, clients: usize, payload_len: usize, chunk: usize) -> Echo {
     let mut echo = Echo::new(drv);
     let addr = listen(&mut echo.drv);
     let done = Arc::new(AtomicUsize::new(0));
-    let handles =
-        (0..clients).map(|i| echo_client(addr, pattern(i, payload_len), done.clone())).collect();
+    let handles = (0..clients)
+        .map(|i| echo_client(addr, pattern(i, payload_len), chunk, done.clone()))
+        .collect();
     echo.run(handles, &done);
     echo.assert_no_leak();
     echo
@@ -266,6 +274,135 @@ fn uring_recv_bundles_echo_byte_exact() {
     let c = echo.drv.counters();
     eprintln!("counters: {c:?}");
     assert!(c.bundled_bufs > 0, "no completion carried more than one buffer");
+}
+
+/// Builds a driver with incremental buffer consumption, or `None` (loudly)
+/// if the kernel lacks it (Linux 6.12) or io_uring is disabled.
+#[track_caller]
+fn incremental_driver(buf_size: usize, bufs: u32, mut cfg: UringConfig) -> Option<Uring> {
+    cfg.recv_incremental = true;
+    let drv = driver(buf_size, bufs, cfg)?;
+    if !drv.recv_incremental() {
+        eprintln!("!!!!!!!! SKIPPED: kernel lacks incremental buffer consumption (Linux 6.12)");
+        return None;
+    }
+    Some(drv)
+}
+
+#[test]
+fn uring_incremental_echo_byte_exact() {
+    // Receives share ring buffers; each comes back as a view, is sent back
+    // from the view, and the buffer returns once all its views are freed.
+    let Some(drv) = incremental_driver(4096, 512, config(64, 256, 64, 8)) else { return };
+    let mut echo = run_echo_in_chunks(drv, 20, 64 * 1024, 100);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.shared_bufs > 0, "no receive left its buffer to the next one");
+    assert_eq!(echo.drv.pool().views(), 0, "views leaked");
+    echo.assert_no_leak();
+}
+
+#[test]
+fn uring_incremental_enobufs_tiny_ring_no_loss_no_reorder() {
+    // The ENOBUFS test with incremental consumption on: starved receives
+    // re-arm and continue in the partly filled buffers without loss.
+    let Some(drv) = incremental_driver(256, 512, config(64, 256, 4, 0)) else { return };
+    let echo = run_echo(drv, 50, 20 * 1024);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.recv_starved > 0, "the test never hit ENOBUFS");
+    assert_eq!(echo.drv.pool().views(), 0, "views leaked");
+}
+
+#[test]
+fn uring_incremental_with_bundles_byte_exact() {
+    let mut cfg = config(64, 256, 16, 0);
+    cfg.recv_bundle = true;
+    let Some(drv) = incremental_driver(512, 512, cfg) else { return };
+    if !drv.recv_bundles() {
+        eprintln!("!!!!!!!! SKIPPED: kernel lacks recv bundles");
+        return;
+    }
+    let echo = run_echo_in_chunks(drv, 20, 64 * 1024, 100);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.bundled_bufs > 0, "no completion carried more than one buffer");
+    assert!(c.shared_bufs > 0, "no receive left its buffer to the next one");
+    assert_eq!(echo.drv.pool().views(), 0, "views leaked");
+}
+
+/// Peers that each send a small message and wait, the handler keeping the
+/// bytes (a partial frame): how many pool buffers they pin.
+fn buffers_pinned_by_small_partial_frames(mut drv: Uring, peers: usize) -> usize {
+    let addr = listen(&mut drv);
+    let go = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..peers)
+        .map(|i| {
+            let go = go.clone();
+            thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).expect("connect");
+                stream.write_all(format!("partial frame {i:04}").as_bytes()).unwrap();
+                let start = Instant::now();
+                while go.load(Ordering::SeqCst) == 0 && start.elapsed() < TEST_DEADLINE {
+                    thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    let mut held: HashMap<Token, Chain> = HashMap::new();
+    let mut bytes = 0;
+    let mut events = Vec::new();
+    let start = Instant::now();
+    while bytes < peers * 18 {
+        assert!(start.elapsed() < TEST_DEADLINE, "only {bytes} bytes arrived");
+        drv.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+        for event in events.drain(..) {
+            match event {
+                Event::Accepted { fd, .. } => {
+                    held.insert(drv.add(fd).unwrap(), Chain::new());
+                }
+                Event::Recv { token, buf } => {
+                    bytes += drv.pool().data(&buf).len();
+                    let chain = held.get_mut(&token).expect("recv for unknown token");
+                    chain.push_or_copy(drv.pool_mut(), buf, 1024);
+                }
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+    assert_eq!(bytes, peers * 18);
+    let pinned = drv.pool().in_use() - drv.ring_buffers();
+    go.store(1, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    for (token, mut chain) in held {
+        chain.clear(drv.pool_mut());
+        drv.close(token);
+    }
+    for _ in 0..10 {
+        drv.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+        events.clear();
+    }
+    assert_eq!(drv.pool().views(), 0, "views leaked");
+    assert_eq!(drv.pool().in_use(), drv.ring_buffers(), "buffers leaked");
+    pinned
+}
+
+#[test]
+fn uring_incremental_small_partial_frames_share_buffers() {
+    // 200 peers x 18 bytes = 3.6 KB: one buffer's worth with incremental
+    // consumption, 200 buffers without.
+    let peers = 200;
+    let Some(drv) = incremental_driver(4096, 1024, config(256, 1024, 512, 16)) else { return };
+    let pinned = buffers_pinned_by_small_partial_frames(drv, peers);
+    let Some(plain) = driver(4096, 1024, config(256, 1024, 512, 16)) else { return };
+    let pinned_plain = buffers_pinned_by_small_partial_frames(plain, peers);
+    eprintln!(
+        "buffers pinned by {peers} partial frames: {pinned} incremental, {pinned_plain} without"
+    );
+    assert_eq!(pinned_plain, peers, "without incremental consumption, one buffer per peer");
+    assert!(pinned <= 4, "{pinned} buffers pinned by {peers} partial frames of 18 bytes");
 }
 
 #[test]
@@ -341,7 +478,7 @@ fn uring_pause_resume_loses_no_bytes() {
     let mut echo = Echo::new(drv);
     let addr = listen(&mut echo.drv);
     let done = Arc::new(AtomicUsize::new(0));
-    let client = echo_client(addr, pattern(3, 512 * 1024), done.clone());
+    let client = echo_client(addr, pattern(3, 512 * 1024), 16 * 1024, done.clone());
     // Echo until some bytes arrived, then pause.
     let start = Instant::now();
     while echo.conns.values().all(|s| s.recvd == 0) {

@@ -89,7 +89,7 @@ impl Chain {
         let n = pool.data(&buf).len();
         if self.tail != NIL && n <= copy_limit {
             let tail = pool.meta(self.tail);
-            if pool.buf_size() - tail.end as usize >= n {
+            if pool.spare_len(self.tail) >= n {
                 let (src, dst) = (buf.id(), BufId(self.tail));
                 let src_range = pool.meta(src.0);
                 let (s, e) = (src_range.start as usize, src_range.end as usize);
@@ -156,7 +156,7 @@ impl Chain {
         pool: &mut Pool,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, PoolExhausted> {
-        let tail_full = self.tail == NIL || pool.meta(self.tail).end as usize == pool.buf_size();
+        let tail_full = self.tail == NIL || pool.spare_len(self.tail) == 0;
         if tail_full {
             let buf = pool.alloc().ok_or(PoolExhausted)?;
             let id = buf.into_id().index();
@@ -168,8 +168,7 @@ impl Chain {
             self.tail = id;
         }
         let tail = BufId(self.tail);
-        let end = pool.meta(tail.0).end as usize;
-        let spare = &mut pool.bytes_mut(tail)[end..];
+        let spare = pool.spare(tail);
         let room = spare.len();
         let n = fill(spare);
         assert!(n <= room, "write_with: fill wrote past its room");

@@ -118,6 +118,18 @@ pub(crate) struct Meta {
 /// which only a few buffers are ever used costs only those buffers in RSS.
 /// Freed buffers are reused last-in first-out, which keeps the hot set small
 /// and in cache.
+///
+/// # Views
+///
+/// With incremental buffer consumption (io_uring's `IOU_PBUF_RING_INC`) the
+/// kernel fills one buffer with several receives, possibly for several
+/// connections. Each receive then comes back as a *view*: a [`Buf`] whose
+/// id is at or above [`Pool::capacity`] and whose bytes are a range of its
+/// parent buffer. A view behaves like any other `Buf` (read it, link it into
+/// a chain, free it), except that it has no spare room: nothing is ever
+/// written into it. The parent goes back to the free list when the kernel has
+/// finished with it and its last view is freed. The table of views grows to
+/// the most views held at once and is reused from then on.
 pub struct Pool {
     mapping: Rc<Mapping>,
     base: NonNull<u8>,
@@ -129,6 +141,21 @@ pub struct Pool {
     /// a double free, or freeing a buffer lent to the kernel (which may
     /// write it at any moment), panics instead of corrupting the pool.
     state: Box<[State]>,
+    /// Views of each buffer that are alive.
+    refs: Box<[u32]>,
+    /// Views; view id `count + i` is `views[i]`.
+    views: Vec<View>,
+    /// Unused entries of `views`.
+    free_views: Vec<u32>,
+}
+
+/// A range of a parent buffer, owned as a `Buf` of its own.
+#[derive(Clone, Copy)]
+struct View {
+    /// The range (absolute offsets in the parent) and the chain link.
+    meta: Meta,
+    /// The buffer whose memory this is; [`NIL`] while the entry is unused.
+    parent: u32,
 }
 
 /// Who holds a buffer.
@@ -140,6 +167,9 @@ enum State {
     Owned,
     /// Lent to the kernel (an io_uring buffer ring).
     Lent,
+    /// Back from the kernel, but its memory is held by views: freed with
+    /// the last of them.
+    Shared,
 }
 
 impl Pool {
@@ -168,6 +198,9 @@ impl Pool {
             free: (0..count).rev().collect(),
             meta: vec![Meta { start: 0, end: 0, next: NIL }; count as usize].into_boxed_slice(),
             state: vec![State::Free; count as usize].into_boxed_slice(),
+            refs: vec![0; count as usize].into_boxed_slice(),
+            views: Vec::new(),
+            free_views: Vec::new(),
         })
     }
 
@@ -206,6 +239,9 @@ impl Pool {
     }
 
     pub(crate) fn free_id(&mut self, id: BufId) {
+        if id.0 >= self.count {
+            return self.free_view(id.0);
+        }
         // Hard checks: freeing a buffer the kernel may write (a chain built
         // from another pool, say) would hand kernel-written memory to safe
         // code; a double free would hand one buffer to two owners.
@@ -213,6 +249,7 @@ impl Pool {
             State::Owned => {}
             State::Lent => panic!("buffer {} is lent to the kernel", id.0),
             State::Free => panic!("buffer {} freed twice", id.0),
+            State::Shared => panic!("buffer {} is held by views", id.0),
         }
         self.state[id.0 as usize] = State::Free;
         self.free.push(id.0);
@@ -239,10 +276,68 @@ impl Pool {
     }
 
     /// Takes back a lent buffer the kernel has finished with, straight into
-    /// the free list.
+    /// the free list (or, while views of it are alive, once the last goes).
     pub(crate) fn free_lent(&mut self, id: BufId) {
         self.unlend(id);
-        self.free_id(id);
+        if self.refs[id.0 as usize] == 0 {
+            self.free_id(id);
+        } else {
+            self.state[id.0 as usize] = State::Shared;
+        }
+    }
+
+    /// Takes bytes `start..end` of lent buffer `id`, which the kernel has
+    /// just written, as an owned handle. `released`: the kernel is done with
+    /// the buffer; otherwise it goes on filling the bytes after `end`.
+    ///
+    /// Returns the buffer itself when it is released and nothing else holds
+    /// it, else a view of the range.
+    ///
+    /// # Panics
+    /// If `id` was not lent.
+    pub(crate) fn take_lent(&mut self, id: BufId, start: usize, end: usize, released: bool) -> Buf {
+        let i = id.0 as usize;
+        if released && self.refs[i] == 0 {
+            return self.reclaim_lent(id, start, end);
+        }
+        assert_eq!(self.state[i], State::Lent, "buffer {} was not lent", id.0);
+        debug_assert!(start <= end && end <= self.buf_size as usize);
+        if released {
+            self.state[i] = State::Shared;
+        }
+        self.refs[i] += 1;
+        let view =
+            View { meta: Meta { start: start as u32, end: end as u32, next: NIL }, parent: id.0 };
+        let slot = match self.free_views.pop() {
+            Some(slot) => {
+                self.views[slot as usize] = view;
+                slot
+            }
+            None => {
+                self.views.push(view);
+                (self.views.len() - 1) as u32
+            }
+        };
+        Buf::from_owned_id(BufId(self.count + slot))
+    }
+
+    fn free_view(&mut self, id: u32) {
+        let slot = id - self.count;
+        let view = &mut self.views[slot as usize];
+        let parent = std::mem::replace(&mut view.parent, NIL);
+        assert!(parent != NIL, "view {id} freed twice");
+        self.free_views.push(slot);
+        let p = parent as usize;
+        self.refs[p] -= 1;
+        if self.refs[p] == 0 && self.state[p] == State::Shared {
+            self.state[p] = State::Free;
+            self.free.push(parent);
+        }
+    }
+
+    /// Views alive right now.
+    pub fn views(&self) -> usize {
+        self.views.len() - self.free_views.len()
     }
 
     fn unlend(&mut self, id: BufId) {
@@ -257,15 +352,14 @@ impl Pool {
 
     /// The filled bytes of `buf`.
     pub fn data(&self, buf: &Buf) -> &[u8] {
-        let m = self.meta[buf.id.0 as usize];
+        let m = self.meta(buf.id.0);
         &self.bytes(buf.id)[m.start as usize..m.end as usize]
     }
 
     /// The unfilled space after the data of `buf`, to write into before
-    /// [`Pool::fill`].
+    /// [`Pool::fill`]. Empty for a view.
     pub fn spare_mut(&mut self, buf: &Buf) -> &mut [u8] {
-        let end = self.meta[buf.id.0 as usize].end as usize;
-        &mut self.bytes_mut(buf.id)[end..]
+        self.spare(buf.id)
     }
 
     /// Marks `n` more bytes of `buf` as filled (after writing them through
@@ -274,9 +368,8 @@ impl Pool {
     /// # Panics
     /// If the buffer has less than `n` bytes of spare room.
     pub fn fill(&mut self, buf: &Buf, n: usize) {
-        let m = &mut self.meta[buf.id.0 as usize];
-        assert!(m.end as usize + n <= self.buf_size as usize, "fill past the end of a buffer");
-        m.end += n as u32;
+        assert!(n <= self.spare_len(buf.id.0), "fill past the end of a buffer");
+        self.meta_mut(buf.id.0).end += n as u32;
     }
 
     /// Sets the filled range of a buffer the kernel has just written into.
@@ -285,45 +378,87 @@ impl Pool {
         self.meta[id.0 as usize] = Meta { start: start as u32, end: end as u32, next: NIL };
     }
 
+    /// The range and link of buffer or view `id`.
     pub(crate) fn meta(&self, id: u32) -> Meta {
-        self.meta[id as usize]
+        match self.meta.get(id as usize) {
+            Some(m) => *m,
+            None => self.views[(id - self.count) as usize].meta,
+        }
     }
 
     pub(crate) fn meta_mut(&mut self, id: u32) -> &mut Meta {
-        &mut self.meta[id as usize]
+        match self.meta.get_mut(id as usize) {
+            Some(m) => m,
+            None => &mut self.views[(id - self.count) as usize].meta,
+        }
     }
 
-    /// The whole buffer `id`.
+    /// The buffer whose memory `id` is, and how many of its bytes `id` may
+    /// use: the whole buffer, or a view's parent up to the view's end.
+    fn span(&self, id: u32) -> (u32, usize) {
+        if id < self.count {
+            (id, self.buf_size as usize)
+        } else {
+            let view = &self.views[(id - self.count) as usize];
+            debug_assert!(view.parent != NIL, "view {id} used after free");
+            (view.parent, view.meta.end as usize)
+        }
+    }
+
+    /// Room left after the data of `id` (none for a view).
+    pub(crate) fn spare_len(&self, id: u32) -> usize {
+        if id < self.count {
+            (self.buf_size - self.meta[id as usize].end) as usize
+        } else {
+            0
+        }
+    }
+
+    /// The memory of buffer or view `id` from its buffer's first byte up
+    /// to where `id` may use it (index it with its [`Meta`] range).
     pub(crate) fn bytes(&self, id: BufId) -> &[u8] {
-        // SAFETY: `id < count` (ids only come from this pool), so the range
-        // lies inside the mapping; the mapping lives as long as `self`, and a
-        // shared borrow of the pool excludes writers through `bytes_mut`.
-        // Buffers lent to the kernel are never read here: their handles are
-        // held by the driver, not by callers of `data`.
+        let (buffer, len) = self.span(id.0);
+        // SAFETY: `buffer < count` (ids only come from this pool, views name
+        // their parent) and `len <= buf_size`, so the range lies inside the
+        // mapping, which lives as long as `self`; a shared borrow of the pool
+        // excludes writers through `spare`. The kernel writes none of these
+        // bytes: a buffer lent to it is only reached through views, and a
+        // view ends where the kernel's next write into its parent begins.
         unsafe {
             std::slice::from_raw_parts(
-                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
-                self.buf_size as usize,
+                self.base.as_ptr().add(buffer as usize * self.buf_size as usize),
+                len,
             )
         }
     }
 
-    pub(crate) fn bytes_mut(&mut self, id: BufId) -> &mut [u8] {
-        // SAFETY: as in `bytes`; the exclusive borrow of the pool makes this
-        // the only reference into the mapping.
+    /// The spare room of buffer `id` (empty for a view: its bytes are the
+    /// kernel's and its neighbours' ranges).
+    pub(crate) fn spare(&mut self, id: BufId) -> &mut [u8] {
+        let room = self.spare_len(id.0);
+        if room == 0 {
+            return &mut [];
+        }
+        let end = self.meta[id.0 as usize].end as usize;
+        // SAFETY: `id < count` (a view has no room) and `end + room ==
+        // buf_size`, so the range lies inside buffer `id` in the mapping; the
+        // exclusive borrow of the pool makes this the only reference into it,
+        // and a buffer with a `Meta` of its own is not lent to the kernel.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
-                self.buf_size as usize,
+                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize + end),
+                room,
             )
         }
     }
 
-    /// The address of buffer `id`, for handing to the kernel.
+    /// The address of the memory of buffer or view `id` (its buffer's first
+    /// byte), for handing to the kernel.
     pub(crate) fn raw_ptr(&self, id: BufId) -> *mut u8 {
-        debug_assert!(id.0 < self.count);
-        // SAFETY: `id < count`, so the offset stays inside the mapping.
-        unsafe { self.base.as_ptr().add(id.0 as usize * self.buf_size as usize) }
+        let (buffer, _) = self.span(id.0);
+        debug_assert!(buffer < self.count);
+        // SAFETY: `buffer < count`, so the offset stays inside the mapping.
+        unsafe { self.base.as_ptr().add(buffer as usize * self.buf_size as usize) }
     }
 }
 
@@ -346,16 +481,16 @@ impl Pool {
         dst: BufId,
         dst_at: usize,
     ) {
-        assert!(src != dst, "copy_between needs two different buffers");
-        assert!(
-            src_range.end <= self.buf_size as usize
-                && dst_at + src_range.len() <= self.buf_size as usize
-        );
+        let (from_buffer, from_len) = self.span(src.0);
+        assert!(dst.0 < self.count, "copy_between writes into a buffer, not a view");
+        assert!(from_buffer != dst.0, "copy_between needs two different buffers");
+        assert!(src_range.end <= from_len && dst_at + src_range.len() <= self.buf_size as usize);
         let from = self.raw_ptr(src);
         let to = self.raw_ptr(dst);
         // SAFETY: both ranges lie inside their own buffer (asserted above) and
         // two different buffers never overlap; `&mut self` excludes any other
-        // reference into the mapping during the copy.
+        // reference into the mapping during the copy, and neither range is
+        // one the kernel writes (`dst` is an owned buffer, `src` a filled range).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 from.add(src_range.start),
@@ -363,6 +498,21 @@ impl Pool {
                 src_range.len(),
             )
         };
+    }
+}
+
+#[cfg(test)]
+impl Pool {
+    /// The whole of buffer `id`, writable, as the kernel would write it.
+    fn bytes_for_test(&mut self, id: BufId) -> &mut [u8] {
+        assert!(id.0 < self.count);
+        // SAFETY: as in `spare`: inside the mapping, exclusive borrow.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
+                self.buf_size as usize,
+            )
+        }
     }
 }
 
@@ -437,6 +587,73 @@ mod tests {
         assert_eq!(p.data(&buf).len(), 10);
         p.free(buf);
         assert_eq!(p.available(), 2);
+    }
+
+    /// What an incremental receive ring does: one lent buffer comes back in
+    /// pieces, for different owners, while the kernel still fills the rest.
+    #[test]
+    fn views_share_a_lent_buffer_and_free_it_with_the_last() {
+        let mut p = pool(64, 2);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        p.bytes_for_test(id)[..10].copy_from_slice(b"helloworld");
+        let a = p.take_lent(id, 0, 5, false);
+        let b = p.take_lent(id, 5, 10, false);
+        assert!(a.id().index() >= 2 && b.id().index() >= 2, "pieces are views");
+        assert_eq!(p.data(&a), b"hello");
+        assert_eq!(p.data(&b), b"world");
+        assert!(p.spare_mut(&a).is_empty(), "nothing is ever written into a view");
+        assert_eq!(p.views(), 2);
+        // Freed views do not free a buffer the kernel still fills.
+        p.free(a);
+        assert_eq!(p.available(), 1);
+        // The kernel's last piece: the buffer is released but `b` holds it.
+        let c = p.take_lent(id, 10, 64, true);
+        assert!(c.id().index() >= 2);
+        p.free(c);
+        assert_eq!(p.available(), 1, "still held by a view");
+        p.free(b);
+        assert_eq!(p.available(), 2, "the last view frees its buffer");
+        assert_eq!(p.views(), 0);
+        // With no view alive, a released piece is the buffer itself.
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        let whole = p.take_lent(id, 3, 9, true);
+        assert_eq!(whole.id(), id);
+        assert_eq!(p.data(&whole).len(), 6);
+        p.free(whole);
+        assert_eq!(p.available(), 2);
+    }
+
+    #[test]
+    fn a_view_in_a_chain_is_linked_not_written() {
+        let mut p = pool(16, 4);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        p.bytes_for_test(id)[..4].copy_from_slice(b"abcd");
+        let view = p.take_lent(id, 0, 4, false);
+        let mut chain = crate::buf::Chain::new();
+        chain.push(&mut p, view);
+        // Small writes after a view go to a fresh buffer, never into the view.
+        chain.extend_from_slice(&mut p, b"ef").unwrap();
+        let mut scratch = Vec::new();
+        assert_eq!(chain.contiguous(&p, 0..6, &mut scratch), b"abcdef");
+        chain.consume(&mut p, 6);
+        assert_eq!(p.views(), 0);
+        p.free_lent(id);
+        assert_eq!(p.available(), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "freed twice")]
+    fn a_view_freed_twice_panics() {
+        let mut p = pool(64, 1);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        let view = p.take_lent(id, 0, 1, false);
+        let raw = view.into_id();
+        p.free_id(raw);
+        p.free_id(raw);
     }
 
     #[test]

@@ -18,12 +18,22 @@
 //! A recv bundle reports only its first bid and the byte count; the other
 //! buffers are the entries that followed in ring order. We remember the ring
 //! position of every bid to find them.
+//!
+//! # Incremental consumption
+//!
+//! Registered with `IOU_PBUF_RING_INC` (Linux 6.12), the kernel takes only
+//! the bytes a receive needs from the head buffer and leaves the buffer at
+//! the head for the next receive, of any connection; the completion then
+//! carries `IORING_CQE_F_BUF_MORE`. We keep each buffer's fill offset to know
+//! where a completion's bytes start. A buffer counts as reported (out of the
+//! ring) only with its last completion, the one without `BUF_MORE`.
 
 use std::io;
+use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::BufRingEntry;
+use io_uring::types::{BufRingEntry, IOU_PBUF_RING_INC};
 use io_uring::Submitter;
 
 use crate::buf::BufId;
@@ -46,6 +56,10 @@ pub(super) struct BufRing {
     pos_of: Box<[u16]>,
     /// Whether each bid is in the ring now (never put one in twice).
     in_ring: Box<[bool]>,
+    /// Bytes of each bid the kernel has filled so far (incremental only).
+    filled: Box<[u32]>,
+    /// Registered with `IOU_PBUF_RING_INC`.
+    incremental: bool,
     registered: bool,
     /// Set when the kernel may still use the memory at drop: leak it then.
     leak: bool,
@@ -75,13 +89,21 @@ impl BufRing {
             reported: 0,
             pos_of: vec![0; bids].into_boxed_slice(),
             in_ring: vec![false; bids].into_boxed_slice(),
+            filled: vec![0; bids].into_boxed_slice(),
+            incremental: false,
             registered: false,
             leak: false,
         })
     }
 
-    /// Registers the ring with `submitter` as buffer group [`BGID`].
-    pub(super) fn register(&mut self, submitter: &Submitter<'_>) -> io::Result<()> {
+    /// Registers the ring with `submitter` as buffer group [`BGID`], for
+    /// incremental consumption if `incremental`.
+    pub(super) fn register(
+        &mut self,
+        submitter: &Submitter<'_>,
+        incremental: bool,
+    ) -> io::Result<()> {
+        let flags = if incremental { IOU_PBUF_RING_INC as u16 } else { 0 };
         // SAFETY: the mapping is page aligned, holds `entries` entries and
         // lives until `Drop`, which runs only after `unregister` (or after the
         // ring is gone, or never when leaked).
@@ -90,11 +112,17 @@ impl BufRing {
                 self.base.as_ptr() as u64,
                 self.entries,
                 BGID,
-                0,
+                flags,
             )?
         };
         self.registered = true;
+        self.incremental = incremental;
         Ok(())
+    }
+
+    /// Whether the kernel consumes the buffers incrementally.
+    pub(super) fn incremental(&self) -> bool {
+        self.incremental
     }
 
     /// Unregisters the ring; the kernel no longer reads its memory.
@@ -163,31 +191,59 @@ impl BufRing {
         tail.store(self.tail, Ordering::Release);
     }
 
-    /// Takes back the `count` buffers a completion reported, starting at
-    /// `first` and following in ring order; calls `each` with every bid.
-    pub(super) fn take(&mut self, first: u16, count: usize, mut each: impl FnMut(BufId)) {
+    /// Walks the buffer memory a receive completion reported: `res` bytes
+    /// starting in buffer `first` (one buffer, or with `bundle` the entries
+    /// that follow it in ring order). Calls `each(bid, start..end, released)`
+    /// per buffer touched: the range the kernel filled, and whether the
+    /// kernel is done with the buffer (it left the ring). `buf_more` is the
+    /// completion's `IORING_CQE_F_BUF_MORE`: the last buffer stays in the ring.
+    pub(super) fn take(
+        &mut self,
+        first: u16,
+        res: usize,
+        bundle: bool,
+        buf_more: bool,
+        buf_size: usize,
+        mut each: impl FnMut(BufId, Range<usize>, bool),
+    ) {
         let start = self.pos_of.get(first as usize).copied().unwrap_or(0);
-        for i in 0..count {
+        let mut left = res;
+        for i in 0.. {
             let bid = if i == 0 {
                 first
             } else {
                 let entry = self.entry(start.wrapping_add(i as u16));
                 // SAFETY: `entry` points inside the mapping. The kernel has
                 // consumed this slot (it is reported in this completion) and
-                // writes at most its `len` (bundle truncation), never `bid`;
-                // we do not refill the slot before counting it reported below.
-                // A raw read creates no reference to memory the kernel shares.
+                // writes at most its `addr` and `len` (bundle truncation,
+                // incremental consumption), never `bid`; we do not refill the
+                // slot before counting it reported below. A raw read creates
+                // no reference to memory the kernel shares.
                 unsafe { std::ptr::addr_of!((*entry).bid).read() }
             };
-            match self.in_ring.get_mut(bid as usize) {
-                Some(slot) if *slot => *slot = false,
-                _ => {
-                    tracing::warn!("completion names bid {bid}, which is not in the buffer ring");
-                    continue;
-                }
+            let b = bid as usize;
+            if !self.in_ring.get(b).copied().unwrap_or(false) {
+                tracing::warn!("completion names bid {bid}, which is not in the buffer ring");
+                return;
             }
-            self.reported = self.reported.wrapping_add(1);
-            each(BufId(bid as u32));
+            let from = if self.incremental { self.filled[b] as usize } else { 0 };
+            let n = left.min(buf_size - from);
+            left -= n;
+            let last = left == 0 || !bundle;
+            // Without incremental consumption a buffer leaves the ring with
+            // its first completion; with it, only when `BUF_MORE` is absent.
+            let released = !(self.incremental && last && buf_more);
+            if released {
+                self.in_ring[b] = false;
+                self.filled[b] = 0;
+                self.reported = self.reported.wrapping_add(1);
+            } else {
+                self.filled[b] = (from + n) as u32;
+            }
+            each(BufId(bid as u32), from..from + n, released);
+            if last {
+                return;
+            }
         }
     }
 
@@ -195,6 +251,7 @@ impl BufRing {
     pub(super) fn drain(&mut self, mut each: impl FnMut(BufId)) {
         for (bid, slot) in self.in_ring.iter_mut().enumerate() {
             if std::mem::take(slot) {
+                self.filled[bid] = 0;
                 each(BufId(bid as u32));
             }
         }

@@ -54,51 +54,45 @@ impl Uring {
 
     fn complete_recv(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
         let more = cqueue::more(cqe.flags);
-        let buf_size = self.pool.buf_size();
-        let bundle = self.bundle;
-        let Some(c) =
-            self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
-        else {
-            // Cannot happen (a slot lives until its last completion), but
-            // never lose a buffer over it.
+        let conn = self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation));
+        // Whom the bytes go to: nobody for a closing connection or (cannot
+        // happen: a slot lives until its last completion) an unknown slot.
+        let token =
+            conn.as_ref().filter(|c| !c.closing).map(|c| Token::new(index as u32, c.generation));
+        if let Some(bid) = cqueue::buffer_select(cqe.flags) {
+            // A buffer comes back even when nothing was filled into it (the
+            // kernel's worker-thread path can do that), or it is lost for good.
+            let filled = cqe.res.max(0) as usize;
+            let (pool, counters) = (&mut *self.pool, &mut self.counters);
+            let mut pieces = 0u64;
+            self.bufring.take(
+                bid,
+                filled,
+                self.bundle,
+                cqueue::buffer_more(cqe.flags),
+                pool.buf_size(),
+                |id, range, released| {
+                    pieces += 1;
+                    counters.shared_bufs += u64::from(!released);
+                    match token {
+                        Some(token) if !range.is_empty() => {
+                            let buf = pool.take_lent(id, range.start, range.end, released);
+                            out.push(Event::Recv { token, buf });
+                        }
+                        _ if released => pool.free_lent(id),
+                        _ => {}
+                    }
+                },
+            );
+            self.counters.bundled_bufs += pieces.saturating_sub(1);
+        } else if cqe.res > 0 {
+            tracing::warn!("recv completion of {} bytes without a buffer", cqe.res);
+        }
+        let Some(c) = conn else {
             tracing::warn!("recv completion for unknown connection slot {index}");
-            if let Some(bid) = cqueue::buffer_select(cqe.flags) {
-                let count = if bundle { (cqe.res.max(1) as usize).div_ceil(buf_size) } else { 1 };
-                let pool = &mut *self.pool;
-                self.bufring.take(bid, count, |id| pool.free_lent(id));
-            }
             return;
         };
         let token = Token::new(index as u32, c.generation);
-        if cqe.res > 0 {
-            match cqueue::buffer_select(cqe.flags) {
-                Some(bid) => {
-                    let total = cqe.res as usize;
-                    let count = if bundle { total.div_ceil(buf_size) } else { 1 };
-                    self.counters.bundled_bufs += count as u64 - 1;
-                    let mut left = total;
-                    let closing = c.closing;
-                    let pool = &mut *self.pool;
-                    self.bufring.take(bid, count, |id| {
-                        let n = left.min(buf_size);
-                        left -= n;
-                        if closing {
-                            pool.free_lent(id);
-                        } else {
-                            let buf = pool.reclaim_lent(id, 0, n);
-                            out.push(Event::Recv { token, buf });
-                        }
-                    });
-                }
-                None => tracing::warn!("recv completion of {} bytes without a buffer", cqe.res),
-            }
-        } else if let Some(bid) = cqueue::buffer_select(cqe.flags) {
-            // The kernel committed a buffer but filled nothing into it
-            // (possible on its worker-thread path): take it back, or the
-            // ring slot and the pool buffer are lost for good.
-            let pool = &mut *self.pool;
-            self.bufring.take(bid, 1, |id| pool.free_lent(id));
-        }
         if cqe.res == 0 {
             c.recv_done = true;
             if !c.closing {

@@ -17,6 +17,11 @@
 //!   (no `F_MORE`) while the connection still wants data is re-armed.
 //!   With [`UringConfig::recv_bundle`], one completion covers several
 //!   consecutive ring entries; each buffer is its own `Recv`, in order.
+//!   With [`UringConfig::recv_incremental`], a completion flagged
+//!   `IORING_CQE_F_BUF_MORE` leaves its buffer in the ring for the next
+//!   receive; its bytes come back as a view of the buffer (see
+//!   [`Pool`](crate::buf::Pool#views)), and the buffer returns to the pool
+//!   when the kernel is done with it and the last view is freed.
 //! * **Sends**: the driver owns two chains per connection: `out` (queued by
 //!   [`Driver::send`]) and `inflight` (lent to the kernel). At each turn, a
 //!   connection with output and no send in flight moves `out` behind
@@ -100,6 +105,12 @@ pub struct UringConfig {
     pub sqpoll_idle_ms: Option<u32>,
     /// Receive several buffers per completion (recv bundles), if the kernel has them.
     pub recv_bundle: bool,
+    /// Incremental consumption of provided buffers (`IOU_PBUF_RING_INC`,
+    /// Linux 6.12), if the kernel has it: a receive takes only the bytes it
+    /// needs from a ring buffer, and the next receive, of any connection,
+    /// continues in the same buffer. Small messages then share buffers
+    /// instead of pinning one each; receives come back as pool views.
+    pub recv_incremental: bool,
     /// Send zero-copy (`SEND_ZC`, `SENDMSG_ZC`) when at least this many
     /// bytes are sent at once. `None`: off (the default: on loopback the
     /// kernel copies anyway and the notification is pure cost; measure on
@@ -149,6 +160,7 @@ impl Default for UringConfig {
             buf_ring_entries: 1024,
             sqpoll_idle_ms: None,
             recv_bundle: false,
+            recv_incremental: false,
             send_zc_threshold: None,
             recv_reserve: 64,
             taskrun: TaskRun::Deferred,
@@ -170,6 +182,9 @@ pub struct UringCounters {
     pub bundled_bufs: u64,
     /// Sends submitted zero-copy (`SEND_ZC`/`SENDMSG_ZC`).
     pub zero_copy_sends: u64,
+    /// Receives that left their buffer in the ring for the next receive
+    /// (`IORING_CQE_F_BUF_MORE`, incremental consumption).
+    pub shared_bufs: u64,
 }
 
 /// A cancellation to submit at the next turn.
@@ -263,7 +278,14 @@ impl Uring {
             .map_err(|source| UringError::Setup { step: "creating the waker eventfd", source })?;
         let mut bufring = BufRing::new(config.buf_ring_entries, pool.capacity())
             .map_err(|source| UringError::Setup { step: "mapping the buffer ring", source })?;
-        bufring.register(&ring.submitter()).map_err(|source| match source.raw_os_error() {
+        let mut registered = bufring.register(&ring.submitter(), config.recv_incremental);
+        if config.recv_incremental
+            && matches!(&registered, Err(e) if e.raw_os_error() == Some(libc::EINVAL))
+        {
+            tracing::warn!("incremental buffer consumption requested but the kernel lacks it (Linux 6.12); one buffer per receive");
+            registered = bufring.register(&ring.submitter(), false);
+        }
+        registered.map_err(|source| match source.raw_os_error() {
             Some(libc::EINVAL) => UringError::MissingFeature(
                 "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
             ),
@@ -318,6 +340,12 @@ impl Uring {
     /// Whether the ring receives with recv bundles (asked for and supported).
     pub fn recv_bundles(&self) -> bool {
         self.bundle
+    }
+
+    /// Whether the buffer ring is consumed incrementally (asked for and
+    /// supported).
+    pub fn recv_incremental(&self) -> bool {
+        self.bufring.incremental()
     }
 
     /// The connection behind `token`, unless stale or closing.

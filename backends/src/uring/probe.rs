@@ -125,7 +125,7 @@ pub fn probe(config: &UringConfig) -> Result<(), UringError> {
     // The buffer ring: register a tiny one and take it back.
     let mut bufring = BufRing::new(1, 1)
         .map_err(|source| UringError::Setup { step: "mmap of a buffer ring", source })?;
-    bufring.register(&ring.submitter()).map_err(|e| match e.raw_os_error() {
+    bufring.register(&ring.submitter(), false).map_err(|e| match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => UringError::MissingFeature(
             "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
         ),
