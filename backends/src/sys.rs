@@ -178,3 +178,28 @@ pub(crate) fn kernel_version() -> Option<(u32, u32)> {
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
 }
+
+/// The kernel's `struct io_uring_buf_status`.
+#[repr(C)]
+struct BufStatus {
+    buf_group: u32,
+    head: u32,
+    resv: [u32; 8],
+}
+
+/// `IORING_REGISTER_PBUF_STATUS` (Linux 6.8): the head of provided buffer
+/// ring `bgid` of io_uring `ring_fd`.
+pub(crate) fn pbuf_ring_head(ring_fd: RawFd, bgid: u16) -> io::Result<u16> {
+    const IORING_REGISTER_PBUF_STATUS: libc::c_long = 26;
+    let mut status = BufStatus { buf_group: bgid as u32, head: 0, resv: [0; 8] };
+    // `status` is a valid, writable `io_uring_buf_status` for the whole call,
+    // and the kernel reads and writes only that one struct (nr_args 1).
+    syscall!(syscall(
+        libc::SYS_io_uring_register,
+        ring_fd as libc::c_long,
+        IORING_REGISTER_PBUF_STATUS,
+        &mut status as *mut BufStatus,
+        1 as libc::c_long,
+    ))?;
+    Ok(status.head as u16)
+}

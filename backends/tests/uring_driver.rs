@@ -407,7 +407,21 @@ fn uring_incremental_small_partial_frames_share_buffers() {
 
 #[test]
 fn uring_close_during_inflight_send_frees_every_buffer() {
-    let Some(mut drv) = driver(64 * 1024, 256, config(64, 256, 16, 8)) else { return };
+    let Some(drv) = driver(64 * 1024, 256, config(64, 256, 16, 8)) else { return };
+    close_during_inflight_send(drv);
+}
+
+#[test]
+fn uring_close_during_inflight_send_bundle_frees_every_buffer() {
+    let Some(drv) = send_bundle_driver(64 * 1024, 256, config(64, 256, 16, 8)) else { return };
+    let drv = close_during_inflight_send(drv);
+    assert!(drv.counters().bundled_sends > 0, "the send was not a bundle");
+    assert!(drv.counters().send_rings_retired > 0, "a cancelled bundle's ring must be retired");
+}
+
+/// Sends 12 MiB to a peer that never reads, closes while the send is in
+/// flight, and checks that exactly one `Closed` comes and no buffer leaks.
+fn close_during_inflight_send(mut drv: Uring) -> Uring {
     let addr = listen(&mut drv);
     // A client that never reads, and holds the connection open for a while.
     let client = thread::spawn(move || {
@@ -470,6 +484,97 @@ fn uring_close_during_inflight_send_frees_every_buffer() {
     }
     assert_eq!(drv.pool().in_use(), drv.ring_buffers(), "buffers of the closed send leaked");
     client.join().unwrap();
+    drv
+}
+
+/// Builds a driver with send bundles, or `None` (loudly) if the kernel
+/// lacks them (Linux 6.10) or io_uring is disabled.
+#[track_caller]
+fn send_bundle_driver(buf_size: usize, bufs: u32, mut cfg: UringConfig) -> Option<Uring> {
+    cfg.send_bundle = true;
+    let drv = driver(buf_size, bufs, cfg)?;
+    if !drv.send_bundles() {
+        eprintln!("!!!!!!!! SKIPPED: kernel lacks send bundles (Linux 6.10)");
+        return None;
+    }
+    Some(drv)
+}
+
+#[test]
+fn uring_send_bundles_echo_byte_exact() {
+    // Small buffers: each turn's output is many segments, sent as bundles.
+    let mut cfg = config(64, 256, 64, 16);
+    cfg.send_bundle_rings = 4; // fewer than the clients: the rest use sendmsg
+    let Some(drv) = send_bundle_driver(512, 2048, cfg) else { return };
+    let echo = run_echo(drv, 20, 256 * 1024);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}, send rings: {}", echo.drv.send_rings());
+    assert!(c.bundled_sends > 0, "no send went out as a bundle");
+    assert!(echo.drv.send_rings() <= 4, "more send rings than allowed");
+}
+
+#[test]
+fn uring_send_bundles_to_a_slow_reader_byte_exact() {
+    // The peer reads slowly, so bundles meet a full socket buffer: the
+    // kernel sends them in parts (in debug builds the driver checks the
+    // ring's head with the kernel after every full send).
+    let Some(mut drv) = send_bundle_driver(4096, 2048, config(64, 256, 64, 16)) else { return };
+    let addr = listen(&mut drv);
+    let total = 6 << 20;
+    let client = thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut got = Vec::with_capacity(total);
+        let mut buf = vec![0; 64 * 1024];
+        while got.len() < total {
+            let n = stream.read(&mut buf).expect("client read");
+            assert!(n > 0, "EOF after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            thread::sleep(Duration::from_micros(300));
+        }
+        assert!(got == pattern(7, total), "bytes lost, duplicated or reordered");
+    });
+    let mut events = Vec::new();
+    let start = Instant::now();
+    let token = loop {
+        assert!(start.elapsed() < TEST_DEADLINE, "no accept");
+        drv.turn(Some(Duration::from_millis(50)), &mut events).unwrap();
+        if let Some(Event::Accepted { fd, .. }) = events.pop() {
+            break drv.add(fd).unwrap();
+        }
+    };
+    events.clear();
+    // Queue the payload in slices as the pool allows, as a server would.
+    let payload = pattern(7, total);
+    let (mut queued, mut sent) = (0, 0);
+    while sent < total {
+        assert!(start.elapsed() < TEST_DEADLINE, "sent only {sent} of {total}");
+        if queued < total && drv.pool().available() > 64 {
+            let n = (total - queued).min(128 * 1024);
+            let mut chain = Chain::new();
+            chain.extend_from_slice(drv.pool_mut(), &payload[queued..queued + n]).unwrap();
+            drv.send(token, chain);
+            queued += n;
+        }
+        drv.turn(Some(Duration::from_millis(5)), &mut events).unwrap();
+        for e in events.drain(..) {
+            match e {
+                Event::Sent { bytes, .. } => sent += bytes,
+                Event::Recv { buf, .. } => drv.pool_mut().free(buf),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    client.join().expect("client");
+    let c = drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.bundled_sends > 0, "no send went out as a bundle");
+    drv.close(token);
+    for _ in 0..5 {
+        drv.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+        events.clear();
+    }
+    assert_eq!(drv.pool().in_use(), drv.ring_buffers(), "buffers leaked");
 }
 
 #[test]

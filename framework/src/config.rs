@@ -178,6 +178,7 @@ impl Config {
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
     /// `POLLRING_URING_BUF_RING_ENTRIES`, `POLLRING_URING_SQPOLL_MS` (0: off),
     /// `POLLRING_URING_RECV_BUNDLE` (0|1), `POLLRING_URING_RECV_INC` (0|1),
+    /// `POLLRING_URING_SEND_BUNDLE` (0|1),
     /// `POLLRING_URING_TASKRUN`
     /// (deferred|coop|plain) and `POLLRING_URING_SEND_ZC` (bytes from which
     /// sends go zero-copy; 0: off).
@@ -312,6 +313,9 @@ impl ConfigBuilder {
         }
         if let Some(v) = env_var::<u8>("POLLRING_URING_RECV_INC")? {
             uring.recv_incremental = v != 0;
+        }
+        if let Some(v) = env_var::<u8>("POLLRING_URING_SEND_BUNDLE")? {
+            uring.send_bundle = v != 0;
         }
         if let Some(v) = env_var("POLLRING_URING_TASKRUN")? {
             uring.taskrun = v;

@@ -152,7 +152,28 @@ impl Uring {
         // A zero-copy send completes twice: its result, flagged MORE, and a
         // notification once the kernel no longer reads the buffers. Only the
         // notification ends the send: until then the buffers stay untouched.
-        let res = if cqueue::notif(cqe.flags) {
+        // A send bundle may report its bytes over several completions, all
+        // but the last flagged MORE; its ring goes back with the last.
+        let res = if let Some(ring) = c.send_ring {
+            if cqueue::more(cqe.flags) {
+                c.bundle_sent += cqe.res.max(0) as u32;
+                return;
+            }
+            let sent = std::mem::take(&mut c.bundle_sent) as usize + cqe.res.max(0) as usize;
+            c.send_ring = None;
+            let rings = self.send_rings.as_mut().expect("a bundle's ring came from send_rings");
+            let full = (cqe.res >= 0).then_some(sent);
+            if rings.give_back(ring as usize, full, &self.ring.submitter(), self.ring.as_raw_fd()) {
+                self.counters.send_rings_retired += 1;
+            }
+            // An error after some bytes went out: report those; the error
+            // comes back with the next send.
+            if cqe.res < 0 && sent == 0 {
+                cqe.res
+            } else {
+                sent as i32
+            }
+        } else if cqueue::notif(cqe.flags) {
             c.zc_result.take().unwrap_or(0)
         } else if cqueue::more(cqe.flags) {
             c.zc_result = Some(cqe.res);

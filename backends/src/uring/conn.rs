@@ -118,6 +118,10 @@ pub(super) struct Conn {
     pub(super) zc_result: Option<i32>,
     /// The iovecs of the in-flight `sendmsg`, if it is one.
     pub(super) iov: Option<Box<SendMsgState>>,
+    /// The send ring lent to the in-flight send bundle, if it is one.
+    pub(super) send_ring: Option<u16>,
+    /// Bytes the in-flight send bundle reported in completions flagged MORE.
+    pub(super) bundle_sent: u32,
     /// A send failed: nothing more is sent.
     pub(super) send_failed: bool,
     /// Already in the driver's flush list.
@@ -150,6 +154,8 @@ impl Conn {
             sending: false,
             zc_result: None,
             iov: None,
+            send_ring: None,
+            bundle_sent: 0,
             send_failed: false,
             flush_queued: false,
             shutdown: ShutdownState::No,

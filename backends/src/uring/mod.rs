@@ -61,6 +61,8 @@ mod bufring;
 mod complete;
 mod conn;
 mod probe;
+mod ringmem;
+mod sendring;
 mod submit;
 
 use std::fmt;
@@ -83,6 +85,7 @@ use bufring::BufRing;
 use complete::Cqe;
 use conn::{user_data, Conn, Listener, Op, SendMsgState, ShutdownState};
 pub use probe::{probe, UringError, NO_URING_ENV};
+use sendring::SendRings;
 
 /// How long an accept waits after a resource error before it is re-armed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -111,6 +114,14 @@ pub struct UringConfig {
     /// continues in the same buffer. Small messages then share buffers
     /// instead of pinning one each; receives come back as pool views.
     pub recv_incremental: bool,
+    /// Send output of several segments as a send bundle (`SEND` with
+    /// `IORING_RECVSEND_BUNDLE` from a provided buffer ring lent to the
+    /// connection for the send, up to 256 segments) instead of a `SENDMSG`
+    /// (up to 64 iovecs), if the kernel has bundles (Linux 6.10).
+    pub send_bundle: bool,
+    /// Most send rings (4 KiB each) the driver makes for send bundles; a
+    /// send that finds none free goes out as a `SENDMSG`.
+    pub send_bundle_rings: u16,
     /// Send zero-copy (`SEND_ZC`, `SENDMSG_ZC`) when at least this many
     /// bytes are sent at once. `None`: off (the default: on loopback the
     /// kernel copies anyway and the notification is pure cost; measure on
@@ -161,6 +172,8 @@ impl Default for UringConfig {
             sqpoll_idle_ms: None,
             recv_bundle: false,
             recv_incremental: false,
+            send_bundle: false,
+            send_bundle_rings: 256,
             send_zc_threshold: None,
             recv_reserve: 64,
             taskrun: TaskRun::Deferred,
@@ -182,6 +195,10 @@ pub struct UringCounters {
     pub bundled_bufs: u64,
     /// Sends submitted zero-copy (`SEND_ZC`/`SENDMSG_ZC`).
     pub zero_copy_sends: u64,
+    /// Sends submitted as send bundles.
+    pub bundled_sends: u64,
+    /// Send rings retired after a short or failed bundle.
+    pub send_rings_retired: u64,
     /// Receives that left their buffer in the ring for the next receive
     /// (`IORING_CQE_F_BUF_MORE`, incremental consumption).
     pub shared_bufs: u64,
@@ -234,6 +251,8 @@ pub struct Uring {
     bundle: bool,
     /// Sends of at least this many bytes go zero-copy (`SEND_ZC`/`SENDMSG_ZC`).
     zc_threshold: Option<usize>,
+    /// Rings for send bundles, when they are on.
+    send_rings: Option<SendRings>,
     recv_reserve: usize,
     sqpoll: bool,
     stats: DriverStats,
@@ -266,6 +285,12 @@ impl Uring {
         let bundle = config.recv_bundle && ring.params().is_feature_recvsend_bundle();
         if config.recv_bundle && !bundle {
             tracing::warn!("recv bundles requested but the kernel lacks them; receiving one buffer per completion");
+        }
+        let send_bundle = config.send_bundle && ring.params().is_feature_recvsend_bundle();
+        if config.send_bundle && !send_bundle {
+            tracing::warn!(
+                "send bundles requested but the kernel lacks them; sending with sendmsg"
+            );
         }
         let zc_threshold = config.send_zc_threshold.filter(|_| {
             let ok = probe::supports_zero_copy(&ring);
@@ -313,6 +338,7 @@ impl Uring {
             ops: 0,
             bundle,
             zc_threshold,
+            send_rings: send_bundle.then(|| SendRings::new(config.send_bundle_rings)),
             recv_reserve: config.recv_reserve,
             sqpoll,
             stats: DriverStats::default(),
@@ -340,6 +366,17 @@ impl Uring {
     /// Whether the ring receives with recv bundles (asked for and supported).
     pub fn recv_bundles(&self) -> bool {
         self.bundle
+    }
+
+    /// Whether multi-segment sends go out as send bundles (asked for and
+    /// supported).
+    pub fn send_bundles(&self) -> bool {
+        self.send_rings.is_some()
+    }
+
+    /// Send rings made right now (for send bundles).
+    pub fn send_rings(&self) -> usize {
+        self.send_rings.as_ref().map_or(0, SendRings::made)
     }
 
     /// Whether the buffer ring is consumed incrementally (asked for and
@@ -682,6 +719,9 @@ impl Drop for Uring {
             }
         }
         if clean {
+            if let Some(rings) = &mut self.send_rings {
+                rings.unregister_all(&self.ring.submitter());
+            }
             self.bufring.unregister(&self.ring.submitter());
             let pool = &mut *self.pool;
             self.bufring.drain(|id| pool.free_lent(id));
@@ -697,6 +737,9 @@ impl Drop for Uring {
                 "io_uring operations still in flight at drop; leaking the buffer pool and ring memory"
             );
             self.bufring.leak();
+            if let Some(rings) = &mut self.send_rings {
+                rings.leak_all();
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use io_uring::{opcode, squeue};
 
 use super::bufring::BGID;
 use super::conn::{user_data, Op, SendMsgState, ShutdownState, MAX_IOV};
+use super::sendring::SEND_RING_ENTRIES;
 use super::{Cancel, Uring};
 
 impl Uring {
@@ -215,8 +216,9 @@ impl Uring {
         Ok(())
     }
 
-    /// Submits one `SEND` (one segment) or `SENDMSG` (up to [`MAX_IOV`]
-    /// segments) of the connection's `inflight` chain.
+    /// Submits one `SEND` (one segment), send bundle (up to
+    /// [`SEND_RING_ENTRIES`] segments, when on and a send ring is free) or
+    /// `SENDMSG` (up to [`MAX_IOV`] segments) of the connection's `inflight` chain.
     fn submit_send(&mut self, index: usize) -> io::Result<()> {
         let Some(c) = self.conns.get_mut(index) else { return Ok(()) };
         let fd = Fd(c.raw_fd());
@@ -234,31 +236,57 @@ impl Uring {
             }
             None => opcode::Send::new(fd, first_ptr, end - start).flags(libc::MSG_NOSIGNAL).build(),
             Some(second) => {
-                let mut state = self.iov_free.pop().unwrap_or_else(SendMsgState::new);
-                state.iov[0] =
-                    libc::iovec { iov_base: first_ptr.cast(), iov_len: (end - start) as usize };
-                let mut n = 1;
-                for (id, start, end) in
-                    std::iter::once(second).chain(segments.by_ref()).take(MAX_IOV - 1)
-                {
-                    state.iov[n] = libc::iovec {
-                        iov_base: self.pool.raw_ptr(id).wrapping_add(start as usize).cast(),
-                        iov_len: (end - start) as usize,
-                    };
-                    n += 1;
-                }
-                // SAFETY: an all-zero msghdr is valid (no name, no control data).
-                state.msg = unsafe { std::mem::zeroed() };
-                state.msg.msg_iov = state.iov.as_mut_ptr();
-                state.msg.msg_iovlen = n as _;
-                let sqe = if zc {
-                    opcode::SendMsgZc::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build()
-                } else {
-                    opcode::SendMsg::new(fd, &state.msg).flags(libc::MSG_NOSIGNAL as u32).build()
+                let bundle_ring = match &mut self.send_rings {
+                    Some(rings) if !zc => rings.take(&self.ring.submitter()),
+                    _ => None,
                 };
-                // The box moves, its heap contents (header and iovecs) do not.
-                c.iov = Some(state);
-                sqe
+                if let Some(i) = bundle_ring {
+                    let rings = self.send_rings.as_mut().expect("a ring was lent");
+                    let all = [(first, start, end), second].into_iter().chain(segments.by_ref());
+                    for (id, start, end) in all.take(SEND_RING_ENTRIES as usize) {
+                        let addr = self.pool.raw_ptr(id).wrapping_add(start as usize);
+                        // SAFETY: ring `i` was just lent to this send, at
+                        // most SEND_RING_ENTRIES segments go in, and the bytes
+                        // are the `inflight` chain's, untouched until the
+                        // final completion (see below).
+                        unsafe { rings.push(i, addr, end - start) };
+                    }
+                    rings.publish(i);
+                    self.counters.bundled_sends += 1;
+                    c.send_ring = Some(i as u16);
+                    c.bundle_sent = 0;
+                    opcode::SendBundle::new(fd, rings.bgid(i)).flags(libc::MSG_NOSIGNAL).build()
+                } else {
+                    let mut state = self.iov_free.pop().unwrap_or_else(SendMsgState::new);
+                    state.iov[0] =
+                        libc::iovec { iov_base: first_ptr.cast(), iov_len: (end - start) as usize };
+                    let mut n = 1;
+                    for (id, start, end) in
+                        std::iter::once(second).chain(segments.by_ref()).take(MAX_IOV - 1)
+                    {
+                        state.iov[n] = libc::iovec {
+                            iov_base: self.pool.raw_ptr(id).wrapping_add(start as usize).cast(),
+                            iov_len: (end - start) as usize,
+                        };
+                        n += 1;
+                    }
+                    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+                    state.msg = unsafe { std::mem::zeroed() };
+                    state.msg.msg_iov = state.iov.as_mut_ptr();
+                    state.msg.msg_iovlen = n as _;
+                    let sqe = if zc {
+                        opcode::SendMsgZc::new(fd, &state.msg)
+                            .flags(libc::MSG_NOSIGNAL as u32)
+                            .build()
+                    } else {
+                        opcode::SendMsg::new(fd, &state.msg)
+                            .flags(libc::MSG_NOSIGNAL as u32)
+                            .build()
+                    };
+                    // The box moves, its heap contents (header and iovecs) do not.
+                    c.iov = Some(state);
+                    sqe
+                }
             }
         };
         drop(segments);
@@ -270,7 +298,8 @@ impl Uring {
         // which nobody writes or frees while `sending` is set (new output goes
         // to `out`; `close` leaves `inflight` alone) and the pool outlives the
         // ring's operations. The msghdr and iovecs live in the box parked in
-        // `c.iov` until the completion. For a zero-copy send, `sending` stays
+        // `c.iov` until the completion; a send bundle's ring entries stay in
+        // the send ring, lent to this connection until the final completion. For a zero-copy send, `sending` stays
         // set until its notification (see `complete_send`), when the kernel
         // has let go of the buffers.
         unsafe { self.push(&sqe) }

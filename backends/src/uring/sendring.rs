@@ -1,0 +1,175 @@
+//! Send bundles: rings of provided buffers that one `SEND` with
+//! `IORING_RECVSEND_BUNDLE` sends in ring order, with one completion.
+//!
+//! A buffer group belongs to a ring, not to a request, so a connection needs
+//! a ring of its own while its send is in flight. Rings are lent per send: a
+//! connection takes one from the free list when it submits, pushes its
+//! output's segments into it, and gives it back at the final completion.
+//! A ring is reused only when the completion reports every pushed byte sent:
+//! the kernel's head is then at our tail, so the ring is empty. After a short
+//! send, an error or a cancel the head is not known without asking the
+//! kernel, and the ring is unregistered instead (one system call, off the
+//! common path). Debug builds ask the kernel after every reuse-eligible
+//! completion and assert that the head is where we think.
+//!
+//! Rings are created on demand, up to [`UringConfig::send_bundle_rings`];
+//! a send that finds none free goes out as a `SENDMSG` instead.
+//!
+//! [`UringConfig::send_bundle_rings`]: super::UringConfig::send_bundle_rings
+
+use io_uring::Submitter;
+
+use super::ringmem::RingMem;
+
+/// Entries of one send ring: one page, and the most segments one bundle sends.
+pub(super) const SEND_RING_ENTRIES: u16 = 256;
+
+/// Buffer group of send ring `i` (group 0 is the receive ring).
+fn bgid(i: usize) -> u16 {
+    (i + 1) as u16
+}
+
+/// One registered send ring.
+struct SendRing {
+    mem: RingMem,
+    /// Next position we write; equal to the kernel's head whenever the ring
+    /// is in the free list.
+    tail: u16,
+}
+
+/// The driver's send rings.
+pub(super) struct SendRings {
+    /// Ring `i` is buffer group `i + 1`; `None` until first needed, and after
+    /// it was retired.
+    rings: Vec<Option<SendRing>>,
+    /// Indexes of registered rings that are empty and lent to nobody.
+    free: Vec<usize>,
+    /// Rings that were retired or never made, ready to be (re)made.
+    unmade: Vec<usize>,
+    /// Bytes pushed into each ring for the send in flight.
+    pushed: Vec<usize>,
+}
+
+impl SendRings {
+    /// Room for at most `max` rings (at most 65,535 groups minus the receive ring).
+    pub(super) fn new(max: u16) -> SendRings {
+        let max = usize::from(max.min(u16::MAX - 1));
+        SendRings {
+            rings: (0..max).map(|_| None).collect(),
+            free: Vec::new(),
+            unmade: (0..max).rev().collect(),
+            pushed: vec![0; max],
+        }
+    }
+
+    /// Lends an empty registered ring, making one if allowed; `None` when all
+    /// are in use (or one cannot be made: the caller sends without).
+    pub(super) fn take(&mut self, submitter: &Submitter<'_>) -> Option<usize> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        let i = self.unmade.pop()?;
+        match RingMem::new(u32::from(SEND_RING_ENTRIES)).and_then(|mut mem| {
+            mem.register(submitter, bgid(i), 0)?;
+            Ok(mem)
+        }) {
+            Ok(mem) => {
+                self.rings[i] = Some(SendRing { mem, tail: 0 });
+                Some(i)
+            }
+            Err(e) => {
+                tracing::debug!("making send ring {i} failed: {e}; sending without a bundle");
+                self.unmade.push(i);
+                None
+            }
+        }
+    }
+
+    /// The buffer group of ring `i`.
+    pub(super) fn bgid(&self, i: usize) -> u16 {
+        bgid(i)
+    }
+
+    /// Writes one segment at the tail of lent ring `i`; visible to the kernel
+    /// after [`SendRings::publish`].
+    ///
+    /// # Safety
+    /// Ring `i` must be lent to the caller with no send in flight on it, and
+    /// hold fewer than [`SEND_RING_ENTRIES`] entries pushed since it was lent.
+    /// The kernel reads `len` bytes at `addr` when the send runs: they must
+    /// stay valid and unmodified until its final completion.
+    pub(super) unsafe fn push(&mut self, i: usize, addr: *const u8, len: u32) {
+        let ring = self.rings[i].as_mut().expect("a lent send ring is made");
+        let pos = ring.tail;
+        // SAFETY: a lent ring is empty when lent (head == tail) and the
+        // caller pushes at most `entries` entries before the send, so the
+        // slot is outside the kernel's window.
+        unsafe { ring.mem.write(pos, addr, len, pos % SEND_RING_ENTRIES) };
+        ring.tail = pos.wrapping_add(1);
+        self.pushed[i] += len as usize;
+    }
+
+    /// Publishes what was pushed into ring `i`.
+    pub(super) fn publish(&self, i: usize) {
+        let ring = self.rings[i].as_ref().expect("a lent send ring is made");
+        ring.mem.publish(ring.tail);
+    }
+
+    /// The send on ring `i` is over, having sent `sent` bytes in all (or
+    /// failed: `None`). Reused if it sent everything pushed; else retired,
+    /// and `true` is returned.
+    pub(super) fn give_back(
+        &mut self,
+        i: usize,
+        sent: Option<usize>,
+        submitter: &Submitter<'_>,
+        ring_fd: std::os::fd::RawFd,
+    ) -> bool {
+        let pushed = std::mem::take(&mut self.pushed[i]);
+        let Some(ring) = self.rings[i].as_mut() else { return false };
+        if sent == Some(pushed) {
+            if cfg!(debug_assertions) {
+                if let Ok(head) = ring.mem.head(ring_fd) {
+                    assert_eq!(
+                        head, ring.tail,
+                        "send ring {i}: the kernel's head is not at our tail after a full send"
+                    );
+                }
+            }
+            self.free.push(i);
+            return false;
+        }
+        ring.mem.unregister(submitter);
+        self.rings[i] = None;
+        self.unmade.push(i);
+        true
+    }
+
+    /// Rings made right now (lent or free).
+    pub(super) fn made(&self) -> usize {
+        self.rings.iter().filter(|r| r.is_some()).count()
+    }
+
+    /// Unregisters every ring (at drop, once no operation is in flight).
+    pub(super) fn unregister_all(&mut self, submitter: &Submitter<'_>) {
+        for ring in self.rings.iter_mut().flatten() {
+            ring.mem.unregister(submitter);
+        }
+    }
+
+    /// Keeps every ring's memory mapped forever (the kernel may still read it).
+    pub(super) fn leak_all(&mut self) {
+        for ring in self.rings.iter_mut().flatten() {
+            ring.mem.leak();
+        }
+    }
+}
+
+impl std::fmt::Debug for SendRings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendRings")
+            .field("made", &self.made())
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
