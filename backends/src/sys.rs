@@ -203,3 +203,99 @@ pub(crate) fn pbuf_ring_head(ring_fd: RawFd, bgid: u16) -> io::Result<u16> {
     ))?;
     Ok(status.head as u16)
 }
+
+/// The kernel's `struct __kernel_timespec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+impl From<std::time::Duration> for KernelTimespec {
+    fn from(d: std::time::Duration) -> KernelTimespec {
+        KernelTimespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        }
+    }
+}
+
+/// The kernel's `struct io_uring_getevents_arg` (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GetEventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// `IORING_ENTER_REGISTERED_RING`: `fd` is an index from
+/// [`io_uring_register_ring_fd`], not a descriptor.
+pub(crate) const ENTER_REGISTERED_RING: u32 = 1 << 4;
+const ENTER_EXT_ARG: u32 = 1 << 3;
+
+/// `io_uring_enter(2)`: submits `to_submit` SQEs and waits for
+/// `min_complete` completions, at most `timeout` when one is given.
+/// `flags` are `IORING_ENTER_*` bits; `EXT_ARG` is added for a timeout.
+pub(crate) fn io_uring_enter(
+    fd: RawFd,
+    to_submit: u32,
+    min_complete: u32,
+    flags: u32,
+    timeout: Option<&KernelTimespec>,
+) -> io::Result<usize> {
+    let arg = timeout.map(|ts| GetEventsArg {
+        sigmask: 0,
+        sigmask_sz: 0,
+        min_wait_usec: 0,
+        ts: ts as *const KernelTimespec as u64,
+    });
+    let (flags, arg_ptr, arg_len) = match &arg {
+        Some(arg) => {
+            (flags | ENTER_EXT_ARG, arg as *const GetEventsArg, std::mem::size_of::<GetEventsArg>())
+        }
+        None => (flags, std::ptr::null(), 0),
+    };
+    // `arg` (and the timespec it points at) outlive the call; without
+    // EXT_ARG the argument is null with length 0 (no signal mask). The SQEs
+    // submitted were queued under the driver's own memory contract.
+    let n = syscall!(syscall(
+        libc::SYS_io_uring_enter,
+        fd as libc::c_long,
+        to_submit as libc::c_long,
+        min_complete as libc::c_long,
+        flags as libc::c_long,
+        arg_ptr,
+        arg_len as libc::c_long,
+    ))?;
+    Ok(n as usize)
+}
+
+/// The kernel's `struct io_uring_rsrc_update`.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// `IORING_REGISTER_RING_FDS` (Linux 5.18): registers io_uring `ring_fd`
+/// with itself and returns the index to pass with
+/// [`ENTER_REGISTERED_RING`], which spares the kernel a descriptor lookup
+/// on every enter. The registration ends when the ring is closed.
+pub(crate) fn io_uring_register_ring_fd(ring_fd: RawFd) -> io::Result<u32> {
+    const IORING_REGISTER_RING_FDS: libc::c_long = 20;
+    // Offset u32::MAX: let the kernel pick a free slot.
+    let mut update = RsrcUpdate { offset: u32::MAX, resv: 0, data: ring_fd as u64 };
+    // `update` is a valid, writable `io_uring_rsrc_update` for the whole
+    // call; the kernel reads and writes that one entry (nr_args 1).
+    syscall!(syscall(
+        libc::SYS_io_uring_register,
+        ring_fd as libc::c_long,
+        IORING_REGISTER_RING_FDS,
+        &mut update as *mut RsrcUpdate,
+        1 as libc::c_long,
+    ))?;
+    Ok(update.offset)
+}

@@ -406,6 +406,18 @@ fn uring_incremental_small_partial_frames_share_buffers() {
 }
 
 #[test]
+fn uring_registered_ring_fd_echo_byte_exact() {
+    // Every enter goes by the registered index: an echo that waits, times
+    // out and submits works the same.
+    let mut cfg = config(64, 256, 64, 16);
+    cfg.register_ring_fd = true;
+    let Some(drv) = driver(4096, 1024, cfg) else { return };
+    assert!(drv.ring_fd_registered(), "the ring fd was not registered");
+    let echo = run_echo(drv, 10, 256 * 1024);
+    assert!(echo.drv.stats().syscalls > 0);
+}
+
+#[test]
 fn uring_close_during_inflight_send_frees_every_buffer() {
     let Some(drv) = driver(64 * 1024, 256, config(64, 256, 16, 8)) else { return };
     close_during_inflight_send(drv);

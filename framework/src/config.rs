@@ -178,7 +178,7 @@ impl Config {
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
     /// `POLLRING_URING_BUF_RING_ENTRIES`, `POLLRING_URING_SQPOLL_MS` (0: off),
     /// `POLLRING_URING_RECV_BUNDLE` (0|1), `POLLRING_URING_RECV_INC` (0|1),
-    /// `POLLRING_URING_SEND_BUNDLE` (0|1),
+    /// `POLLRING_URING_SEND_BUNDLE` (0|1), `POLLRING_URING_REGISTER_RING_FD` (0|1),
     /// `POLLRING_URING_TASKRUN`
     /// (deferred|coop|plain) and `POLLRING_URING_SEND_ZC` (bytes from which
     /// sends go zero-copy; 0: off).
@@ -316,6 +316,9 @@ impl ConfigBuilder {
         }
         if let Some(v) = env_var::<u8>("POLLRING_URING_SEND_BUNDLE")? {
             uring.send_bundle = v != 0;
+        }
+        if let Some(v) = env_var::<u8>("POLLRING_URING_REGISTER_RING_FD")? {
+            uring.register_ring_fd = v != 0;
         }
         if let Some(v) = env_var("POLLRING_URING_TASKRUN")? {
             uring.taskrun = v;

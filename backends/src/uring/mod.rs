@@ -69,11 +69,11 @@ use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Timespec};
 use io_uring::{opcode, IoUring};
 use slab::Slab;
 
@@ -127,6 +127,11 @@ pub struct UringConfig {
     /// kernel copies anyway and the notification is pure cost; measure on
     /// a real NIC before turning it on).
     pub send_zc_threshold: Option<usize>,
+    /// Register the ring's own descriptor (`IORING_REGISTER_RING_FDS`,
+    /// Linux 5.18), so each `io_uring_enter` names the ring by index and the
+    /// kernel skips a descriptor lookup. If registering fails, a warning is
+    /// logged and the descriptor is used.
+    pub register_ring_fd: bool,
     /// Buffers kept out of the receive path so writes can still get one.
     pub recv_reserve: usize,
     /// How completions are run; without SQPOLL the driver tries this mode
@@ -174,6 +179,7 @@ impl Default for UringConfig {
             recv_incremental: false,
             send_bundle: false,
             send_bundle_rings: 256,
+            register_ring_fd: false,
             send_zc_threshold: None,
             recv_reserve: 64,
             taskrun: TaskRun::Deferred,
@@ -253,6 +259,10 @@ pub struct Uring {
     zc_threshold: Option<usize>,
     /// Rings for send bundles, when they are on.
     send_rings: Option<SendRings>,
+    /// What `io_uring_enter` is given for the ring: its descriptor, or its
+    /// registered index together with `ENTER_REGISTERED_RING` in `enter_flags`.
+    enter_fd: RawFd,
+    enter_flags: u32,
     recv_reserve: usize,
     sqpoll: bool,
     stats: DriverStats,
@@ -317,6 +327,17 @@ impl Uring {
             _ => UringError::Setup { step: "registering the buffer ring", source },
         })?;
         let sqpoll = ring.params().is_setup_sqpoll();
+        let (enter_fd, enter_flags) = if config.register_ring_fd {
+            match sys::io_uring_register_ring_fd(ring.as_raw_fd()) {
+                Ok(index) => (index as RawFd, sys::ENTER_REGISTERED_RING),
+                Err(e) => {
+                    tracing::warn!("registering the ring fd failed ({e}); entering by descriptor");
+                    (ring.as_raw_fd(), 0)
+                }
+            }
+        } else {
+            (ring.as_raw_fd(), 0)
+        };
         let cq_entries = ring.params().cq_entries() as usize;
         let mut uring = Uring {
             ring,
@@ -339,6 +360,8 @@ impl Uring {
             bundle,
             zc_threshold,
             send_rings: send_bundle.then(|| SendRings::new(config.send_bundle_rings)),
+            enter_fd,
+            enter_flags,
             recv_reserve: config.recv_reserve,
             sqpoll,
             stats: DriverStats::default(),
@@ -374,6 +397,12 @@ impl Uring {
         self.send_rings.is_some()
     }
 
+    /// Whether `io_uring_enter` names the ring by its registered index
+    /// (asked for with [`UringConfig::register_ring_fd`] and accepted).
+    pub fn ring_fd_registered(&self) -> bool {
+        self.enter_flags & sys::ENTER_REGISTERED_RING != 0
+    }
+
     /// Send rings made right now (for send bundles).
     pub fn send_rings(&self) -> usize {
         self.send_rings.as_ref().map_or(0, SendRings::made)
@@ -396,16 +425,7 @@ impl Uring {
     /// waits up to `timeout` for a completion.
     fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
         self.stats.syscalls += 1;
-        let res = match (want, timeout) {
-            (0, _) => self.submit_and_get_events(),
-            (_, None) => self.ring.submitter().submit_and_wait(want),
-            (_, Some(d)) => {
-                let ts = timespec(d);
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(want, &args)
-            }
-        };
-        match res {
+        match self.io_enter(want as u32, timeout) {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 // A signal or the timeout: an empty wait.
@@ -418,22 +438,22 @@ impl Uring {
         }
     }
 
-    /// Submits and collects ready completions without waiting (with
-    /// `DEFER_TASKRUN`, completions are only posted by an enter that asks).
-    fn submit_and_get_events(&mut self) -> io::Result<usize> {
+    /// The driver's only way into `io_uring_enter`: submits every queued
+    /// SQE, has the kernel post what is ready (`GETEVENTS`: with
+    /// `DEFER_TASKRUN`, completions are only posted by an enter that asks),
+    /// and waits for `min_complete` completions, at most `timeout`. Goes by
+    /// the registered ring index when [`UringConfig::register_ring_fd`] took.
+    fn io_enter(&mut self, min_complete: u32, timeout: Option<Duration>) -> io::Result<usize> {
         let mut sq = self.ring.submission();
+        sq.sync();
         let to_submit = sq.len() as u32;
-        let mut flags = io_uring::EnterFlags::GETEVENTS.bits();
-        if self.sqpoll {
-            sq.sync();
-            if sq.need_wakeup() {
-                flags |= io_uring::EnterFlags::SQ_WAKEUP.bits();
-            }
+        let mut flags = io_uring::EnterFlags::GETEVENTS.bits() | self.enter_flags;
+        if self.sqpoll && sq.need_wakeup() {
+            flags |= io_uring::EnterFlags::SQ_WAKEUP.bits();
         }
         drop(sq);
-        // SAFETY: no extended argument is passed (None with flags lacking
-        // EXT_ARG); every queued SQE was pushed under `push`'s contract.
-        unsafe { self.ring.submitter().enter::<libc::sigset_t>(to_submit, 0, flags, None) }
+        let ts = timeout.map(sys::KernelTimespec::from);
+        sys::io_uring_enter(self.enter_fd, to_submit, min_complete, flags, ts.as_ref())
     }
 
     /// Reaps every completion into `out`, flushing CQ overflow until none is
@@ -464,7 +484,7 @@ impl Uring {
         tracing::debug!("io_uring CQ overflowed; flushing the kernel's backlog");
         self.counters.cq_overflows += 1;
         self.stats.syscalls += 1;
-        match self.submit_and_get_events() {
+        match self.io_enter(0, None) {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
@@ -535,9 +555,7 @@ impl Uring {
         let deadline = Instant::now() + DROP_DEADLINE;
         let mut events = Vec::new();
         while self.ops > 0 && Instant::now() < deadline {
-            let ts = timespec(Duration::from_millis(50));
-            let args = SubmitArgs::new().timespec(&ts);
-            if let Err(e) = self.ring.submitter().submit_with_args(1, &args) {
+            if let Err(e) = self.io_enter(1, Some(Duration::from_millis(50))) {
                 if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME | libc::EBUSY)) {
                     break;
                 }

@@ -67,7 +67,7 @@ impl Uring {
     #[cold]
     fn make_room(&mut self) -> io::Result<()> {
         self.stats.syscalls += 1;
-        match self.ring.submit() {
+        match self.io_enter(0, None) {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) => Ok(()),
