@@ -29,6 +29,9 @@
 //!   iovecs, kept in a boxed, reused `msghdr` until the completion), with
 //!   `MSG_NOSIGNAL`. New data queues in `out`, never in the buffers the
 //!   kernel reads. A short send leaves the rest in `inflight` for the next turn.
+//!   With [`UringConfig::send_bundle`], several segments go out as one send
+//!   bundle from a send ring lent to the connection for that send
+//!   ([`sendring`]).
 //! * **Close**: unsent output is freed at once; in-flight operations are
 //!   cancelled with one `ASYNC_CANCEL` matching every request on the fd.
 //!   Each connection counts its operations in flight; [`Event::Closed`] is
@@ -43,7 +46,9 @@
 //! * **Waker**: an eventfd with a multishot `POLL_ADD`; a completion is an
 //!   [`Event::Wake`] and drains the counter.
 //! * **Turn**: prepare (refill the buffer ring, submit cancels, re-arm,
-//!   flush sends: SQEs only), one `io_uring_enter` that submits and waits,
+//!   flush sends: SQEs only), one `io_uring_enter` that submits and waits
+//!   (every enter goes through `io_enter`, by the registered ring index with
+//!   [`UringConfig::register_ring_fd`]),
 //!   then reap every completion. With `IORING_FEAT_NODROP`, completions that
 //!   did not fit the CQ wait in the kernel; the CQ-overflow flag makes us
 //!   flush them and reap again, so none is lost. A full SQ is submitted to
