@@ -265,28 +265,41 @@ fn uring_zero_copy_sends_hold_buffers_until_notified() {
 fn uring_recv_bundles_echo_byte_exact() {
     let mut cfg = config(64, 256, 16, 0);
     cfg.recv_bundle = true;
-    let Some(drv) = driver(512, 512, cfg) else { return };
-    if !drv.recv_bundles() {
-        eprintln!("!!!!!!!! SKIPPED: kernel lacks recv bundles");
+    let Some(drv) = driver_having(512, 512, cfg, "recv bundles (6.10)", Uring::recv_bundles) else {
         return;
-    }
+    };
     let echo = run_echo(drv, 20, 64 * 1024);
     let c = echo.drv.counters();
     eprintln!("counters: {c:?}");
     assert!(c.bundled_bufs > 0, "no completion carried more than one buffer");
 }
 
-/// Builds a driver with incremental buffer consumption, or `None` (loudly)
-/// if the kernel lacks it (Linux 6.12) or io_uring is disabled.
+/// Builds a driver whose optional kernel feature `what` was asked for in
+/// `cfg`, or `None` (loudly) if `has` says the kernel lacks it or io_uring
+/// is disabled.
 #[track_caller]
-fn incremental_driver(buf_size: usize, bufs: u32, mut cfg: UringConfig) -> Option<Uring> {
-    cfg.recv_incremental = true;
+fn driver_having(
+    buf_size: usize,
+    bufs: u32,
+    cfg: UringConfig,
+    what: &str,
+    has: impl Fn(&Uring) -> bool,
+) -> Option<Uring> {
     let drv = driver(buf_size, bufs, cfg)?;
-    if !drv.recv_incremental() {
-        eprintln!("!!!!!!!! SKIPPED: kernel lacks incremental buffer consumption (Linux 6.12)");
+    if !has(&drv) {
+        eprintln!("!!!!!!!! SKIPPED: kernel lacks {what}");
         return None;
     }
     Some(drv)
+}
+
+/// [`driver_having`] incremental buffer consumption (Linux 6.12).
+#[track_caller]
+fn incremental_driver(buf_size: usize, bufs: u32, mut cfg: UringConfig) -> Option<Uring> {
+    cfg.recv_incremental = true;
+    driver_having(buf_size, bufs, cfg, "incremental buffer consumption (6.12)", |d| {
+        d.recv_incremental()
+    })
 }
 
 #[test]
@@ -320,7 +333,7 @@ fn uring_incremental_with_bundles_byte_exact() {
     cfg.recv_bundle = true;
     let Some(drv) = incremental_driver(512, 512, cfg) else { return };
     if !drv.recv_bundles() {
-        eprintln!("!!!!!!!! SKIPPED: kernel lacks recv bundles");
+        eprintln!("!!!!!!!! SKIPPED: kernel lacks recv bundles (6.10)");
         return;
     }
     let echo = run_echo_in_chunks(drv, 20, 64 * 1024, 100);
@@ -499,17 +512,11 @@ fn close_during_inflight_send(mut drv: Uring) -> Uring {
     drv
 }
 
-/// Builds a driver with send bundles, or `None` (loudly) if the kernel
-/// lacks them (Linux 6.10) or io_uring is disabled.
+/// [`driver_having`] send bundles (Linux 6.10).
 #[track_caller]
 fn send_bundle_driver(buf_size: usize, bufs: u32, mut cfg: UringConfig) -> Option<Uring> {
     cfg.send_bundle = true;
-    let drv = driver(buf_size, bufs, cfg)?;
-    if !drv.send_bundles() {
-        eprintln!("!!!!!!!! SKIPPED: kernel lacks send bundles (Linux 6.10)");
-        return None;
-    }
-    Some(drv)
+    driver_having(buf_size, bufs, cfg, "send bundles (6.10)", Uring::send_bundles)
 }
 
 #[test]
