@@ -27,7 +27,9 @@
 //! the more connections pass through after warm-up under it: the 10-minute
 //! form finds leaks of a few bytes per connection that 10 seconds cannot.
 //! `SOAK_SEED` replays a run's client choices (printed at the start; thread
-//! scheduling still differs).
+//! scheduling still differs). `SOAK_URING_OPTIONS=1` turns on every optional
+//! io_uring feature (incremental receives, recv and send bundles, the
+//! registered ring fd), to soak them before one becomes a default.
 //!
 //! # The load
 //!
@@ -216,7 +218,14 @@ impl Servers {
     /// listeners) with small pools: 2,048 buffers of 4 KiB per worker, so
     /// larger messages span chains of buffers. Timeouts: the defaults.
     fn config(backend: Backend) -> ConfigBuilder {
-        config(backend).workers(2).buf_size(4096).buf_count(2048)
+        let mut uring = pollring::UringConfig::default();
+        if std::env::var("SOAK_URING_OPTIONS").is_ok_and(|v| v != "0") {
+            uring.recv_incremental = true;
+            uring.recv_bundle = true;
+            uring.send_bundle = true;
+            uring.register_ring_fd = true;
+        }
+        config(backend).workers(2).buf_size(4096).buf_count(2048).uring(uring)
     }
 
     fn start(backend: Backend) -> Servers {
