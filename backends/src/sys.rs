@@ -283,19 +283,36 @@ struct RsrcUpdate {
 /// `IORING_REGISTER_RING_FDS` (Linux 5.18): registers io_uring `ring_fd`
 /// with itself and returns the index to pass with
 /// [`ENTER_REGISTERED_RING`], which spares the kernel a descriptor lookup
-/// on every enter. The registration ends when the ring is closed.
+/// on every enter. The registration belongs to the calling thread (at most
+/// 16 per thread) and holds a reference to the ring: it lasts until
+/// [`io_uring_unregister_ring_fd`] or the thread's exit, not the ring's close.
 pub(crate) fn io_uring_register_ring_fd(ring_fd: RawFd) -> io::Result<u32> {
     const IORING_REGISTER_RING_FDS: libc::c_long = 20;
     // Offset u32::MAX: let the kernel pick a free slot.
     let mut update = RsrcUpdate { offset: u32::MAX, resv: 0, data: ring_fd as u64 };
+    ring_fd_update(ring_fd, IORING_REGISTER_RING_FDS, &mut update)?;
+    Ok(update.offset)
+}
+
+/// `IORING_UNREGISTER_RING_FDS`: gives back the calling thread's
+/// registration `index` from [`io_uring_register_ring_fd`].
+pub(crate) fn io_uring_unregister_ring_fd(ring_fd: RawFd, index: u32) -> io::Result<()> {
+    const IORING_UNREGISTER_RING_FDS: libc::c_long = 21;
+    let mut update = RsrcUpdate { offset: index, resv: 0, data: 0 };
+    ring_fd_update(ring_fd, IORING_UNREGISTER_RING_FDS, &mut update)
+}
+
+/// `io_uring_register(ring_fd, opcode, update, 1)` for the ring fd
+/// registration opcodes, which take one `io_uring_rsrc_update`.
+fn ring_fd_update(ring_fd: RawFd, opcode: libc::c_long, update: &mut RsrcUpdate) -> io::Result<()> {
     // `update` is a valid, writable `io_uring_rsrc_update` for the whole
     // call; the kernel reads and writes that one entry (nr_args 1).
     syscall!(syscall(
         libc::SYS_io_uring_register,
         ring_fd as libc::c_long,
-        IORING_REGISTER_RING_FDS,
-        &mut update as *mut RsrcUpdate,
+        opcode,
+        update as *mut RsrcUpdate,
         1 as libc::c_long,
     ))?;
-    Ok(update.offset)
+    Ok(())
 }

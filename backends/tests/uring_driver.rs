@@ -328,6 +328,21 @@ fn uring_incremental_enobufs_tiny_ring_no_loss_no_reorder() {
 }
 
 #[test]
+fn uring_incremental_cq_overflow_byte_exact() {
+    // The kernel reports no offset in a completion: the driver's fill
+    // offsets rely on a shared buffer's completions arriving in the order
+    // the kernel took the bytes, also when the CQ overflows and multishot
+    // receives end and are re-armed.
+    let Some(drv) = incremental_driver(16 * 1024, 256, config(4, 8, 64, 16)) else { return };
+    let echo = run_echo_in_chunks(drv, 40, 64 * 1024, 300);
+    let c = echo.drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.cq_overflows > 0, "the test never overflowed the CQ");
+    assert!(c.shared_bufs > 0, "no receive left its buffer to the next one");
+    assert_eq!(echo.drv.pool().views(), 0, "views leaked");
+}
+
+#[test]
 fn uring_incremental_with_bundles_byte_exact() {
     let mut cfg = config(64, 256, 16, 0);
     cfg.recv_bundle = true;
@@ -416,6 +431,70 @@ fn uring_incremental_small_partial_frames_share_buffers() {
     );
     assert_eq!(pinned_plain, peers, "without incremental consumption, one buffer per peer");
     assert!(pinned <= 4, "{pinned} buffers pinned by {peers} partial frames of 18 bytes");
+}
+
+#[test]
+fn uring_incremental_end_of_stream_after_a_partial_buffer_loses_nothing() {
+    // Each peer sends a few bytes (into the head buffer, which stays in the
+    // ring) and half-closes, so the end of stream is a zero-length receive
+    // while that buffer is partly used. The buffer must stay the kernel's:
+    // were it returned to the pool and the ring, the next peer's bytes would
+    // land past its old fill offset and be read from the wrong place. (Linux
+    // 6.18 names no buffer in that completion; kernels that name one without
+    // BUF_MORE get incremental consumption turned off by the start-up probe.)
+    let Some(mut drv) = incremental_driver(4096, 64, config(64, 256, 8, 0)) else { return };
+    let addr = listen(&mut drv);
+    let mut events = Vec::new();
+    for round in 0..40 {
+        let sent = pattern(round, 10 + round * 3);
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.write_all(&sent).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let (mut token, mut got, mut eof) = (None, Vec::new(), false);
+        let start = Instant::now();
+        while !eof {
+            assert!(start.elapsed() < TEST_DEADLINE, "round {round}: no end of stream");
+            drv.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+            for event in events.drain(..) {
+                match event {
+                    Event::Accepted { fd, .. } => token = Some(drv.add(fd).unwrap()),
+                    Event::Recv { token: t, buf } => {
+                        assert_eq!(Some(t), token);
+                        got.extend_from_slice(drv.pool().data(&buf));
+                        drv.pool_mut().free(buf);
+                    }
+                    Event::Eof { token: t } if Some(t) == token => eof = true,
+                    other => panic!("round {round}: unexpected event {other:?}"),
+                }
+            }
+        }
+        assert_eq!(got, sent, "round {round}: bytes differ");
+        drv.close(token.unwrap());
+        while !matches!(events.pop(), Some(Event::Closed { .. })) {
+            assert!(start.elapsed() < TEST_DEADLINE, "round {round}: no Closed");
+            drv.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+        }
+    }
+    let c = drv.counters();
+    eprintln!("counters: {c:?}");
+    assert!(c.shared_bufs > 0, "no receive left its buffer in the ring");
+    assert_eq!(drv.pool().views(), 0, "views leaked");
+    assert_eq!(drv.pool().in_use(), drv.ring_buffers(), "buffers leaked");
+}
+
+#[test]
+fn uring_registered_ring_fd_is_released_with_its_driver() {
+    // A thread has 16 registered ring slots; each driver must give its
+    // slot back when dropped, or the 17th on a thread cannot register.
+    let mut cfg = config(8, 16, 8, 0);
+    cfg.register_ring_fd = true;
+    for i in 0..20 {
+        let Some(drv) = driver(4096, 16, cfg.clone()) else { return };
+        assert!(
+            drv.ring_fd_registered(),
+            "driver {i} on this thread could not register its ring fd"
+        );
+    }
 }
 
 #[test]

@@ -27,6 +27,14 @@
 //! carries `IORING_CQE_F_BUF_MORE`. We keep each buffer's fill offset to know
 //! where a completion's bytes start. A buffer counts as reported (out of the
 //! ring) only with its last completion, the one without `BUF_MORE`.
+//!
+//! The kernel reports no offset, so this relies on a buffer's completions
+//! arriving in the order the kernel took their bytes. The kernel keeps that
+//! order: a multishot receive that cannot post to a full CQ ends, and its
+//! last completion joins the overflow list, ahead of which nothing is posted
+//! (`uring_incremental_cq_overflow_byte_exact`). The start-up probe turns
+//! incremental consumption off on kernels that misreport a zero-length
+//! receive ([`super::probe::incremental_eof_reported`]).
 
 use std::io;
 use std::ops::Range;

@@ -7,7 +7,7 @@
 //!   `ENOBUFS` and `ENOMEM` are reported as [`Event::AcceptError`]; the
 //!   accept is then re-armed only after a 10 ms `TIMEOUT` (no busy loop).
 //! * **Receives**: one multishot `RECV` per connection, with buffer select
-//!   from a provided buffer ring ([`bufring`]) whose buffers are pool buffers
+//!   from a provided buffer ring (`bufring.rs`) whose buffers are pool buffers
 //!   (bid = buffer index). Each completion's buffer becomes an
 //!   [`Event::Recv`]. The ring is topped up from the pool at the start of each
 //!   turn, leaving [`UringConfig::recv_reserve`] buffers for writers.
@@ -31,7 +31,7 @@
 //!   kernel reads. A short send leaves the rest in `inflight` for the next turn.
 //!   With [`UringConfig::send_bundle`], several segments go out as one send
 //!   bundle from a send ring lent to the connection for that send
-//!   ([`sendring`]).
+//!   (`sendring.rs`).
 //! * **Close**: unsent output is freed at once; in-flight operations are
 //!   cancelled with one `ASYNC_CANCEL` matching every request on the fd.
 //!   Each connection counts its operations in flight; [`Event::Closed`] is
@@ -59,7 +59,7 @@
 //!   rather than freed under it.
 //!
 //! The ring is set up with `SINGLE_ISSUER | DEFER_TASKRUN` when the kernel
-//! takes it (see [`probe`]), so the driver must stay on the thread that
+//! takes it (see [`probe()`]), so the driver must stay on the thread that
 //! created it; it is not `Send`.
 
 mod bufring;
@@ -287,7 +287,7 @@ impl Uring {
     /// it after the kernel can no longer touch it.
     ///
     /// # Errors
-    /// A [`UringError`] naming why io_uring cannot be used (see [`probe`]).
+    /// A [`UringError`] naming why io_uring cannot be used (see [`probe()`]).
     pub fn new(pool: Pool, config: &UringConfig) -> Result<Uring, UringError> {
         probe::check_config(config)?;
         let ring = probe::build_ring(
@@ -318,18 +318,14 @@ impl Uring {
             .map_err(|source| UringError::Setup { step: "creating the waker eventfd", source })?;
         let mut bufring = BufRing::new(config.buf_ring_entries, pool.capacity())
             .map_err(|source| UringError::Setup { step: "mapping the buffer ring", source })?;
-        let mut registered = bufring.register(&ring.submitter(), config.recv_incremental);
-        if config.recv_incremental
-            && matches!(&registered, Err(e) if e.raw_os_error() == Some(libc::EINVAL))
-        {
-            tracing::warn!("incremental buffer consumption requested but the kernel lacks it (Linux 6.12); one buffer per receive");
-            registered = bufring.register(&ring.submitter(), false);
-        }
-        registered.map_err(|source| match source.raw_os_error() {
-            Some(libc::EINVAL) => UringError::MissingFeature(
-                "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
-            ),
-            _ => UringError::Setup { step: "registering the buffer ring", source },
+        let incremental = config.recv_incremental && incremental_usable(&ring);
+        bufring.register(&ring.submitter(), incremental).map_err(|source| {
+            match source.raw_os_error() {
+                Some(libc::EINVAL) => UringError::MissingFeature(
+                    "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)",
+                ),
+                _ => UringError::Setup { step: "registering the buffer ring", source },
+            }
         })?;
         let sqpoll = ring.params().is_setup_sqpoll();
         let (enter_fd, enter_flags) = if config.register_ring_fd {
@@ -579,6 +575,27 @@ impl Uring {
     }
 }
 
+/// Whether incremental buffer consumption, asked for, can be used on `ring`:
+/// the kernel has it (Linux 6.12) and reports the end of a stream right
+/// (see [`probe::incremental_eof_reported`]). Says why not in a warning.
+fn incremental_usable(ring: &IoUring) -> bool {
+    let why_not = match probe::incremental_eof_reported(ring) {
+        Ok(true) => return true,
+        Ok(false) => "the kernel reports end of stream on a partly used buffer as consumed \
+            while it keeps the buffer (fixed in 2026 by \"io_uring/kbuf: fix missing BUF_MORE \
+            for incremental buffers at EOF\", in stable kernels)"
+            .to_string(),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            "the kernel lacks it (Linux 6.12)".to_string()
+        }
+        Err(e) => format!("probing it failed ({e})"),
+    };
+    tracing::warn!(
+        "incremental buffer consumption requested but not used: {why_not}; one buffer per receive"
+    );
+    false
+}
+
 /// A `Duration` as the kernel's timespec.
 fn timespec(d: Duration) -> Timespec {
     Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos())
@@ -762,6 +779,14 @@ impl Drop for Uring {
             self.bufring.leak();
             if let Some(rings) = &mut self.send_rings {
                 rings.leak_all();
+            }
+        }
+        // The registration holds the ring open until the thread exits: give
+        // it back, so closing the ring below tears it down.
+        if self.enter_flags & sys::ENTER_REGISTERED_RING != 0 {
+            let index = self.enter_fd as u32;
+            if let Err(e) = sys::io_uring_unregister_ring_fd(self.ring.as_raw_fd(), index) {
+                tracing::warn!("unregistering the ring fd failed: {e}");
             }
         }
     }

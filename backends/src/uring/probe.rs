@@ -4,9 +4,15 @@
 use std::fmt;
 use std::io;
 
-use io_uring::{opcode, IoUring, Probe};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use io_uring::types::{Fd, IOU_PBUF_RING_INC};
+use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use super::bufring::BufRing;
+use super::ringmem::RingMem;
 use super::UringConfig;
 
 /// The environment variable that disables io_uring (any non-empty value
@@ -213,42 +219,78 @@ pub(super) fn supports_zero_copy(ring: &IoUring) -> bool {
 /// `ENOBUFS` (no buffer to select); one that does not, with `EINVAL`.
 /// (Multishot accept, Linux 5.19, is older, so it is covered too.)
 fn check_multishot_recv(ring: &IoUring) -> Result<(), UringError> {
-    use std::os::fd::AsRawFd;
-    let (a, _b) = std::os::unix::net::UnixStream::pair()
+    let step = "probing multishot recv";
+    let (a, _b) = UnixStream::pair()
         .map_err(|source| UringError::Setup { step: "socketpair for the probe", source })?;
-    let sqe = opcode::RecvMulti::new(io_uring::types::Fd(a.as_raw_fd()), u16::MAX - 1).build();
-    // SAFETY: the probe ring is used by this thread only, so no other
-    // submission queue handle exists; a buffer-select recv carries no buffer
-    // pointer, and the socket outlives the completion, awaited below.
-    unsafe { ring.submission_shared().push(&sqe) }.map_err(|_| UringError::Setup {
-        step: "probe submission",
-        source: io::Error::other("SQ full"),
-    })?;
-    let mut res = None;
-    for _ in 0..2 {
-        ring.submitter()
-            .submit_and_wait(1)
-            .map_err(|source| UringError::Setup { step: "probe submission", source })?;
-        // SAFETY: this thread is the ring's only user during the probe.
-        if let Some(cqe) = unsafe { ring.completion_shared() }.next() {
-            res = Some(cqe.result());
-            break;
-        }
-    }
-    match res.map(|r| -r) {
-        Some(libc::ENOBUFS) => Ok(()),
-        Some(libc::EINVAL) => {
+    let sqe = opcode::RecvMulti::new(Fd(a.as_raw_fd()), u16::MAX - 1).build();
+    // A buffer-select recv carries no buffer pointer; `a` outlives the call.
+    let (res, _) = submit_one(ring, &sqe).map_err(|source| UringError::Setup { step, source })?;
+    match -res {
+        libc::ENOBUFS => Ok(()),
+        libc::EINVAL => {
             Err(UringError::MissingFeature("multishot recv (IORING_RECV_MULTISHOT, Linux 6.0)"))
         }
-        Some(errno) => Err(UringError::Setup {
-            step: "probing multishot recv",
-            source: io::Error::from_raw_os_error(errno),
-        }),
-        None => Err(UringError::Setup {
-            step: "probing multishot recv",
-            source: io::Error::other("no completion"),
-        }),
+        errno => Err(UringError::Setup { step, source: io::Error::from_raw_os_error(errno) }),
     }
+}
+
+/// The buffer group of [`incremental_eof_reported`]'s ring, apart from the
+/// driver's.
+const PROBE_BGID: u16 = u16::MAX - 2;
+
+/// Whether the kernel reports a zero-length receive (end of stream) from an
+/// incrementally consumed buffer ring right: with `IORING_CQE_F_BUF_MORE`,
+/// since no byte of the buffer was used and it stays at the ring's head.
+/// Kernels from 6.12 until the fix "io_uring/kbuf: fix missing BUF_MORE for
+/// incremental buffers at EOF" (2026, taken into stable kernels) leave it at
+/// the head but report it consumed; believing that would return to the pool
+/// a buffer the kernel goes on filling. Tried with a multishot receive on a
+/// socket already at end of stream, from a one-entry ring of its own. (A
+/// kernel that names no buffer in that completion, as 6.18 does, passes.)
+///
+/// # Errors
+/// `EINVAL` when the kernel has no incremental consumption (before 6.12);
+/// any other failure of the probe.
+pub(super) fn incremental_eof_reported(ring: &IoUring) -> io::Result<bool> {
+    let buf = vec![0u8; 64].into_boxed_slice();
+    let mut mem = RingMem::new(1)?;
+    mem.register(&ring.submitter(), PROBE_BGID, IOU_PBUF_RING_INC as u16)?;
+    // SAFETY: slot 0 has never been published, so the kernel does not use it.
+    unsafe { mem.write(0, buf.as_ptr(), buf.len() as u32, 0) };
+    mem.publish(1);
+    let outcome = (|| {
+        let (a, b) = UnixStream::pair()?;
+        b.shutdown(Shutdown::Write)?;
+        // The driver's receive, as the driver submits it.
+        let sqe = opcode::RecvMulti::new(Fd(a.as_raw_fd()), PROBE_BGID).build();
+        submit_one(ring, &sqe)
+    })();
+    // Nothing else selects from the probe's group, so once the receive has
+    // completed (or was never submitted) the kernel has no use for `buf`.
+    mem.unregister(&ring.submitter());
+    drop(buf);
+    let (res, flags) = outcome?;
+    if res != 0 {
+        return Err(io::Error::other(format!("a receive at end of stream returned {res}")));
+    }
+    Ok(cqueue::buffer_select(flags).is_none() || cqueue::buffer_more(flags))
+}
+
+/// Submits `sqe` on the probe's `ring` and waits for its completion:
+/// `(result, flags)`. Whatever memory `sqe` points at must outlive the call.
+fn submit_one(ring: &IoUring, sqe: &squeue::Entry) -> io::Result<(i32, u32)> {
+    // SAFETY: during set-up this thread is the ring's only user, so no other
+    // submission queue handle exists; the caller keeps what `sqe` points at
+    // alive until the completion, awaited below.
+    unsafe { ring.submission_shared().push(sqe) }.map_err(|_| io::Error::other("SQ full"))?;
+    for _ in 0..2 {
+        ring.submitter().submit_and_wait(1)?;
+        // SAFETY: this thread is the ring's only user during set-up.
+        if let Some(cqe) = unsafe { ring.completion_shared() }.next() {
+            return Ok((cqe.result(), cqe.flags()));
+        }
+    }
+    Err(io::Error::other("no completion"))
 }
 
 /// Builds the ring with the best set-up flags the kernel accepts, falling
