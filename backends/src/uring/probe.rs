@@ -8,12 +8,12 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
-use io_uring::types::{Fd, IOU_PBUF_RING_INC};
+use io_uring::types::Fd;
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
-use super::bufring::BufRing;
-use super::ringmem::RingMem;
+use super::bufring::{self, BufRing};
 use super::UringConfig;
+use crate::buf::BufId;
 
 /// The environment variable that disables io_uring (any non-empty value
 /// other than `0`), to simulate a machine without it.
@@ -234,10 +234,6 @@ fn check_multishot_recv(ring: &IoUring) -> Result<(), UringError> {
     }
 }
 
-/// The buffer group of [`incremental_eof_reported`]'s ring, apart from the
-/// driver's.
-const PROBE_BGID: u16 = u16::MAX - 2;
-
 /// Whether the kernel reports a zero-length receive (end of stream) from an
 /// incrementally consumed buffer ring right: with `IORING_CQE_F_BUF_MORE`,
 /// since no byte of the buffer was used and it stays at the ring's head.
@@ -245,29 +241,29 @@ const PROBE_BGID: u16 = u16::MAX - 2;
 /// incremental buffers at EOF" (2026, taken into stable kernels) leave it at
 /// the head but report it consumed; believing that would return to the pool
 /// a buffer the kernel goes on filling. Tried with a multishot receive on a
-/// socket already at end of stream, from a one-entry ring of its own. (A
-/// kernel that names no buffer in that completion, as 6.18 does, passes.)
+/// socket already at end of stream, from a one-entry ring registered as the
+/// driver's buffer group before the driver registers its own. (A kernel that
+/// names no buffer in that completion, as 6.18 does, passes.)
 ///
 /// # Errors
 /// `EINVAL` when the kernel has no incremental consumption (before 6.12);
 /// any other failure of the probe.
 pub(super) fn incremental_eof_reported(ring: &IoUring) -> io::Result<bool> {
-    let buf = vec![0u8; 64].into_boxed_slice();
-    let mut mem = RingMem::new(1)?;
-    mem.register(&ring.submitter(), PROBE_BGID, IOU_PBUF_RING_INC as u16)?;
-    // SAFETY: slot 0 has never been published, so the kernel does not use it.
-    unsafe { mem.write(0, buf.as_ptr(), buf.len() as u32, 0) };
-    mem.publish(1);
+    let mut buf = vec![0u8; 64].into_boxed_slice();
+    let mut bufring = BufRing::new(1, 1)?;
+    bufring.register(&ring.submitter(), true)?;
+    bufring.push(BufId(0), buf.as_mut_ptr(), buf.len() as u32);
+    bufring.publish();
     let outcome = (|| {
         let (a, b) = UnixStream::pair()?;
         b.shutdown(Shutdown::Write)?;
         // The driver's receive, as the driver submits it.
-        let sqe = opcode::RecvMulti::new(Fd(a.as_raw_fd()), PROBE_BGID).build();
+        let sqe = opcode::RecvMulti::new(Fd(a.as_raw_fd()), bufring::BGID).build();
         submit_one(ring, &sqe)
     })();
-    // Nothing else selects from the probe's group, so once the receive has
+    // Nothing else selects from the probe's ring, so once the receive has
     // completed (or was never submitted) the kernel has no use for `buf`.
-    mem.unregister(&ring.submitter());
+    bufring.unregister(&ring.submitter());
     drop(buf);
     let (res, flags) = outcome?;
     if res != 0 {
