@@ -135,6 +135,16 @@ pub enum Event {
         /// What the kernel said (`ECONNRESET`, `EPIPE`, …).
         error: io::Error,
     },
+    /// An outbound connection started with [`Driver::connect`] finished
+    /// connecting: `Ok` means it is established and now receives like an
+    /// accepted one; `Err` carries the kernel's answer (`ECONNREFUSED`,
+    /// `ENETUNREACH`, …) and the token stays live until [`Driver::close`].
+    Connected {
+        /// The connection.
+        token: Token,
+        /// Whether the connect succeeded.
+        result: io::Result<()>,
+    },
     /// The connection is fully gone and its token may be reused.
     Closed {
         /// The connection.
@@ -197,6 +207,20 @@ pub trait Driver {
     /// # Errors
     /// If the kernel refuses to watch the socket; `fd` is closed then.
     fn add(&mut self, fd: OwnedFd) -> io::Result<Token>;
+
+    /// Starts a non-blocking connect to `addr` (io_uring: `IORING_OP_CONNECT`;
+    /// epoll: `connect` then `EPOLLOUT`). The token is live at once; exactly
+    /// one [`Event::Connected`] reports the outcome, unless the connection
+    /// is closed first. Until `Connected { result: Ok(()) }` the driver
+    /// neither receives nor sends for it: the caller must not call
+    /// [`Driver::send`] or [`Driver::shutdown_write`] before then. A connect
+    /// never times out inside the driver; the caller closes it when its own
+    /// deadline passes.
+    ///
+    /// # Errors
+    /// If the socket cannot be created or the kernel refuses the connect at
+    /// once (`EMFILE`, `EADDRNOTAVAIL`, …); nothing is left to close then.
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Token>;
 
     /// Queues `data` for sending after any earlier data. Flushed at the next
     /// turn, one `sendmsg`/SQE per connection.

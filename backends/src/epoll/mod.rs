@@ -434,6 +434,12 @@ impl Driver for Epoll {
         Ok(token)
     }
 
+    fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
+        // Implemented in the next commit (outbound connections).
+        let _ = addr;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     fn send(&mut self, token: Token, data: Chain) {
         let Some(conn) =
             self.conns.get_mut(token.index()).filter(|c| c.token == token && !c.closing)

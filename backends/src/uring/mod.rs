@@ -649,6 +649,12 @@ impl Driver for Uring {
         Ok(Token::new(index as u32, generation))
     }
 
+    fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
+        // Implemented in the next commit (outbound connections).
+        let _ = addr;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     fn send(&mut self, token: Token, mut data: Chain) {
         let index = token.index();
         let Some(conn) = self
