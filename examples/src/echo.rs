@@ -9,6 +9,7 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
 

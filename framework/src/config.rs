@@ -120,6 +120,23 @@ pub struct Config {
     pub backlog: i32,
     /// How long graceful shutdown waits for output to drain.
     pub shutdown_grace: Duration,
+    /// Messages one worker's mailbox holds before [`Sender::send`] answers
+    /// [`SendError::Full`].
+    ///
+    /// [`Sender::send`]: crate::Sender::send
+    /// [`SendError::Full`]: crate::SendError::Full
+    pub mailbox_capacity: usize,
+    /// Threads of the offload pool ([`Cx::offload`]); started with the
+    /// first job.
+    ///
+    /// [`Cx::offload`]: crate::Cx::offload
+    pub offload_threads: usize,
+    /// Offload jobs waiting at most before [`Cx::offload`] answers
+    /// [`OffloadError::Full`].
+    ///
+    /// [`Cx::offload`]: crate::Cx::offload
+    /// [`OffloadError::Full`]: crate::OffloadError::Full
+    pub offload_queue: usize,
     /// Switches of the epoll backend.
     pub epoll: EpollConfig,
     /// Switches of the io_uring backend.
@@ -143,6 +160,9 @@ impl Default for Config {
             low_water: 256 * 1024,
             backlog: 1024,
             shutdown_grace: Duration::from_secs(5),
+            mailbox_capacity: 4096,
+            offload_threads: 4,
+            offload_queue: 1024,
             epoll: EpollConfig::default(),
             uring: UringConfig::default(),
         }
@@ -174,7 +194,8 @@ impl Config {
     /// `POLLRING_READ_TIMEOUT_MS`, `POLLRING_WRITE_TIMEOUT_MS` (0: none),
     /// `POLLRING_MAX_INPUT` (bytes; 0: half the pool),
     /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
-    /// `POLLRING_SHUTDOWN_GRACE_MS`; for the backends
+    /// `POLLRING_SHUTDOWN_GRACE_MS`, `POLLRING_MAILBOX_CAPACITY`,
+    /// `POLLRING_OFFLOAD_THREADS`, `POLLRING_OFFLOAD_QUEUE`; for the backends
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
     /// `POLLRING_URING_BUF_RING_ENTRIES`, `POLLRING_URING_SQPOLL_MS` (0: off),
     /// `POLLRING_URING_RECV_BUNDLE` (0|1), `POLLRING_URING_RECV_INC` (0|1),
@@ -242,6 +263,12 @@ impl ConfigBuilder {
         backlog: i32 => |c, v| c.config.backlog = v;
         /// Grace period of a graceful shutdown.
         shutdown_grace: Duration => |c, v| c.config.shutdown_grace = v;
+        /// Messages a worker's mailbox holds before senders get `Full`.
+        mailbox_capacity: usize => |c, v| c.config.mailbox_capacity = v;
+        /// Threads of the offload pool.
+        offload_threads: usize => |c, v| c.config.offload_threads = v;
+        /// Offload jobs waiting before `offload` answers `Full`.
+        offload_queue: usize => |c, v| c.config.offload_queue = v;
         /// Switches of the epoll backend.
         epoll: EpollConfig => |c, v| c.config.epoll = v;
         /// Switches of the io_uring backend.
@@ -293,6 +320,15 @@ impl ConfigBuilder {
         }
         if let Some(v) = env_var("POLLRING_BACKLOG")? {
             b = b.backlog(v);
+        }
+        if let Some(v) = env_var("POLLRING_MAILBOX_CAPACITY")? {
+            b = b.mailbox_capacity(v);
+        }
+        if let Some(v) = env_var("POLLRING_OFFLOAD_THREADS")? {
+            b = b.offload_threads(v);
+        }
+        if let Some(v) = env_var("POLLRING_OFFLOAD_QUEUE")? {
+            b = b.offload_queue(v);
         }
         if let Some(ms) = env_var("POLLRING_SHUTDOWN_GRACE_MS")? {
             b = b.shutdown_grace(Duration::from_millis(ms));
@@ -365,6 +401,15 @@ impl ConfigBuilder {
                 "low_water ({}) must be below high_water ({})",
                 c.low_water, c.high_water
             ));
+        }
+        for (name, value) in [
+            ("mailbox_capacity", c.mailbox_capacity),
+            ("offload_threads", c.offload_threads),
+            ("offload_queue", c.offload_queue),
+        ] {
+            if value == 0 {
+                return fail(format!("{name} must be at least 1"));
+            }
         }
         if c.max_connections == 0 {
             return fail("max_connections must be at least 1".into());

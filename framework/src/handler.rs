@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::conn::{Cx, WorkerCx};
+use crate::cx::{ConnId, ConnectError, Cx, WorkerCx};
 
 /// Why a connection closed, as told to [`Handler::on_close`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,7 @@ pub enum CloseReason {
 ///
 /// impl Handler for Echo {
 ///     type Conn = ();
+///     type Message = ();
 ///     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
 ///     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
 ///         let n = cx.input().len();
@@ -71,25 +72,67 @@ pub trait Handler: 'static {
     /// Per-connection state.
     type Conn;
 
-    /// A connection was accepted. Returns its state; may already write.
-    fn on_open(&mut self, cx: &mut Cx<'_>) -> Self::Conn;
+    /// What other threads (and other workers) send to this handler's
+    /// connections and workers through a [`Sender`](crate::Sender), and
+    /// what offloaded closures return ([`Cx::offload`]). `()` if unused.
+    type Message: Send + 'static;
+
+    /// A connection opened: accepted, or an outbound one ([`Cx::connect`])
+    /// that connected ([`Cx::opener`] tells which). Returns its state; may
+    /// already write.
+    fn on_open(&mut self, cx: &mut Cx<'_, Self::Message>) -> Self::Conn;
 
     /// Bytes arrived (all of this turn's, appended to what was left unconsumed).
     /// Consume what was parsed with [`Cx::consume`]; leave a partial frame in
     /// place and it is still there, with more bytes behind it, next time.
     /// Also called once when the peer finishes sending
-    /// ([`Cx::is_read_closed`]).
-    fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>);
+    /// ([`Cx::is_read_closed`]); unless the handler opted into half-close
+    /// ([`Cx::set_half_close`]), the connection then closes once its output
+    /// is written.
+    fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_, Self::Message>);
 
     /// Every byte written so far has been handed to the kernel.
-    fn on_drained(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>) {
+    fn on_drained(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_, Self::Message>) {
         let _ = (conn, cx);
     }
 
     /// The timer set with [`Cx::set_timer`] is due. The connection may write,
     /// close, or set the timer again.
-    fn on_timer(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_>) {
+    fn on_timer(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_, Self::Message>) {
         let _ = (conn, cx);
+    }
+
+    /// A message for this connection arrived: sent from another thread with
+    /// [`Sender::send`](crate::Sender::send), or the result of
+    /// [`Cx::offload`]. Not called once the connection is closing (the
+    /// message is dropped then).
+    fn on_message(
+        &mut self,
+        conn: &mut Self::Conn,
+        cx: &mut Cx<'_, Self::Message>,
+        msg: Self::Message,
+    ) {
+        let _ = (conn, cx, msg);
+    }
+
+    /// A message for this worker arrived
+    /// ([`Sender::send_to_worker`](crate::Sender::send_to_worker)).
+    fn on_worker_message(&mut self, cx: &mut WorkerCx<'_, Self::Message>, msg: Self::Message) {
+        let _ = (cx, msg);
+    }
+
+    /// An outbound connection `id` ([`Cx::connect`]) did not open: refused,
+    /// timed out, closed before it connected, or another error. `opener`
+    /// is the connection that asked for it, if one did. `on_open` never
+    /// runs for `id`, nor `on_close`.
+    fn on_connect_error(
+        &mut self,
+        cx: &mut WorkerCx<'_, Self::Message>,
+        id: ConnId,
+        opener: Option<ConnId>,
+        error: ConnectError,
+    ) {
+        let _ = (cx, id, opener, error);
     }
 
     /// The connection is gone; its state is handed back for clean-up.
@@ -99,7 +142,7 @@ pub trait Handler: 'static {
 
     /// A periodic call on the worker; return when to be called next
     /// (`None`: never again). First called when the worker starts.
-    fn on_tick(&mut self, cx: &mut WorkerCx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, cx: &mut WorkerCx<'_, Self::Message>) -> Option<Duration> {
         let _ = cx;
         None
     }

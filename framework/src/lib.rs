@@ -14,6 +14,7 @@
 //!
 //! impl Handler for LineLen {
 //!     type Conn = ();
+//!     type Message = ();
 //!     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
 //!     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
 //!         while let Some(end) = cx.input().find(0, b'\n') {
@@ -37,9 +38,15 @@
 
 mod config;
 mod conn;
+mod cx;
 mod error;
 mod handler;
+mod lifecycle;
+mod mailbox;
+mod offload;
 mod server;
+mod slots;
+mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod timer;
@@ -48,9 +55,11 @@ mod worker;
 pub use config::{
     Backend, Config, ConfigBuilder, EpollConfig, ParseBackendError, TaskRun, UringConfig,
 };
-pub use conn::{Cx, Input, WorkerCx};
+pub use cx::{ConnAddr, ConnId, ConnMut, ConnectError, Cx, Gone, Input, WorkerCx};
 pub use error::{Error, Result, UringError};
 pub use handler::{CloseReason, Handler};
+pub use mailbox::{SendError, Sender};
+pub use offload::OffloadError;
 pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
 
 /// The pieces of the backends crate a handler may need.

@@ -12,7 +12,9 @@ use pollring_backends::{net, Driver, Waker};
 
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::worker::Worker;
+use crate::mailbox::Sender;
+use crate::offload::Offload;
+use crate::worker::{Worker, WorkerParts};
 use crate::{Backend, Config};
 
 /// Identifies a worker thread: `0..config.workers`.
@@ -61,6 +63,7 @@ pub struct Stats {
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type Conn = ();
+/// #     type Message = ();
 /// #     fn on_open(&mut self, _: &mut Cx<'_>) {}
 /// #     fn on_data(&mut self, _: &mut (), cx: &mut Cx<'_>) { let n = cx.input().len(); cx.forward(n); }
 /// # }
@@ -118,6 +121,10 @@ impl Server {
     {
         let backend = resolve_backend(&self.config)?;
         let shared = Arc::new(Shared::default());
+        let sender: Sender<H::Message> =
+            Sender::new(self.listeners.len(), self.config.mailbox_capacity);
+        let offload =
+            Arc::new(Offload::new(self.config.offload_threads, self.config.offload_queue));
         let factory = Arc::new(factory);
         let cpus = pollring_backends::thread::allowed_cpus();
         let mut workers = Vec::new();
@@ -127,6 +134,7 @@ impl Server {
             let stats = Arc::new(WorkerStats::default());
             let (config, shared, factory, ready) =
                 (self.config.clone(), shared.clone(), factory.clone(), ready_tx.clone());
+            let (sender, offload) = (sender.clone(), offload.clone());
             let cpu =
                 self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
             let thread_stats = stats.clone();
@@ -138,8 +146,9 @@ impl Server {
                             tracing::warn!(worker = i, cpu, %error, "cannot pin worker");
                         }
                     }
-                    let start =
-                        WorkerStart { id, listener, config, shared, stats: thread_stats, ready };
+                    let parts =
+                        WorkerParts { id, listener, config, shared, stats: thread_stats, offload };
+                    let start = WorkerStart { parts, sender, ready };
                     match backend {
                         Backend::Uring => start.run(factory, |pool, c| {
                             Uring::new(pool, &c.uring).map_err(std::io::Error::other)
@@ -151,7 +160,14 @@ impl Server {
             workers.push(WorkerThread { thread: Some(thread), waker: None, stats });
         }
         drop(ready_tx);
-        let mut handle = ServerHandle { shared, workers, addr: self.addr, backend };
+        let mut handle = ServerHandle {
+            shared,
+            workers,
+            addr: self.addr,
+            backend,
+            sender: Arc::new(sender),
+            offload,
+        };
         // Every worker reports exactly once, or drops its sender by panicking
         // (e.g. in the handler factory): wait for all before deciding, so a
         // failure stops every worker that did start.
@@ -221,16 +237,13 @@ fn probe_uring(config: &Config) -> Result<(), pollring_backends::uring::UringErr
     })
 }
 
-struct WorkerStart {
-    id: WorkerId,
-    listener: TcpListener,
-    config: Config,
-    shared: Arc<Shared>,
-    stats: Arc<WorkerStats>,
+struct WorkerStart<M> {
+    parts: WorkerParts,
+    sender: Sender<M>,
     ready: mpsc::Sender<(usize, std::io::Result<Waker>)>,
 }
 
-impl WorkerStart {
+impl<M: Send + 'static> WorkerStart<M> {
     /// Builds the pool, driver and handler on this thread, reports readiness,
     /// then runs the worker loop.
     fn run<D, H, F>(
@@ -240,15 +253,16 @@ impl WorkerStart {
     ) -> std::io::Result<()>
     where
         D: Driver,
-        H: Handler,
+        H: Handler<Message = M>,
         F: Fn(WorkerId) -> H,
     {
-        let WorkerStart { id, listener, config, shared, stats, ready } = self;
-        let built = Pool::new(config.buf_size, config.buf_count)
-            .and_then(|pool| driver(pool, &config))
+        let WorkerStart { parts, sender, ready } = self;
+        let id = parts.id;
+        let built = Pool::new(parts.config.buf_size, parts.config.buf_count)
+            .and_then(|pool| driver(pool, &parts.config))
             .and_then(|driver| {
                 let handler = factory(id);
-                Worker::new(id, driver, handler, listener, config, shared, stats)
+                Worker::new(driver, handler, parts, sender)
             });
         let worker = match built {
             Ok(worker) => worker,
@@ -286,6 +300,9 @@ pub struct ServerHandle {
     workers: Vec<WorkerThread>,
     addr: SocketAddr,
     backend: Backend,
+    /// The workers' `Sender<H::Message>`, typed again by `sender::<M>()`.
+    sender: Arc<dyn std::any::Any + Send + Sync>,
+    offload: Arc<Offload>,
 }
 
 /// Stops a server from anywhere (signal handlers, other threads). Cheap to clone.
@@ -315,6 +332,13 @@ impl ServerHandle {
     /// The backend the workers run on (`Auto` resolved).
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A sender that reaches this server's connections and workers from any
+    /// thread (a tokio runtime, a thread of your own). `M` must be the
+    /// handler's [`Handler::Message`]; `None` if it is not.
+    pub fn sender<M: Send + 'static>(&self) -> Option<Sender<M>> {
+        self.sender.downcast_ref::<Sender<M>>().cloned()
     }
 
     /// A handle that can stop the server from another thread.
@@ -382,6 +406,9 @@ impl ServerHandle {
 
     fn join_all(&mut self) -> Result<()> {
         let mut first = Ok(());
+        // Workers first (they may still offload while draining), then the
+        // offload pool, which finishes its queue.
+        let offload = self.offload.clone();
         for (i, w) in self.workers.iter_mut().enumerate() {
             let Some(thread) = w.thread.take() else { continue };
             let res = match thread.join() {
@@ -393,6 +420,8 @@ impl ServerHandle {
                 first = res;
             }
         }
+        offload.stop();
+        offload.join();
         first
     }
 }

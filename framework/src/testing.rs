@@ -16,6 +16,7 @@
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Conn = ();
+//!     type Message = ();
 //!     fn on_open(&mut self, _: &mut Cx<'_>) {}
 //!     fn on_data(&mut self, _: &mut (), cx: &mut Cx<'_>) {
 //!         let n = cx.input().len();

@@ -14,7 +14,7 @@
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use pollring_backends::Token;
+use crate::cx::ConnId;
 
 /// A worker's time in whole milliseconds since its epoch (plus one, so
 /// `Option<Ms>` needs no extra word): 8 bytes where an `Instant` takes 16.
@@ -61,7 +61,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 pub(crate) struct Wheel {
-    slots: Vec<Vec<(Ms, Token)>>,
+    slots: Vec<Vec<(Ms, ConnId)>>,
     /// Bit `i` set: slot `i` is not empty.
     occupied: [u64; SLOTS / 64],
     /// Slot width in milliseconds.
@@ -84,13 +84,13 @@ impl Wheel {
         }
     }
 
-    pub(crate) fn insert(&mut self, deadline: Ms, token: Token) {
+    pub(crate) fn insert(&mut self, deadline: Ms, id: ConnId) {
         let ahead = deadline.0.get().saturating_sub(self.cursor_at.0.get());
         let ticks = (ahead / self.tick).min(SLOTS as u64) as usize;
         // Deadlines past one rotation wait in the last slot's place of their
         // round; they are re-checked (and re-inserted) when it comes round.
         let slot = (self.cursor + ticks.min(SLOTS - 1)) % SLOTS;
-        self.slots[slot].push((deadline, token));
+        self.slots[slot].push((deadline, id));
         self.occupied[slot / 64] |= 1 << (slot % 64);
         self.len += 1;
     }
@@ -135,8 +135,8 @@ impl Wheel {
     pub(crate) fn advance(
         &mut self,
         now: Ms,
-        expired: &mut Vec<(Ms, Token)>,
-        live: impl Fn(Token, Ms) -> bool,
+        expired: &mut Vec<(Ms, ConnId)>,
+        live: impl Fn(ConnId, Ms) -> bool,
     ) {
         while self.ticks_after_cursor(1) <= now {
             let current = self.cursor;
@@ -145,14 +145,14 @@ impl Wheel {
             self.cursor = (current + 1) % SLOTS;
             self.cursor_at = self.ticks_after_cursor(1);
             self.len -= slot.len();
-            for (deadline, token) in slot.drain(..) {
-                if !live(token, deadline) {
+            for (deadline, id) in slot.drain(..) {
+                if !live(id, deadline) {
                     continue;
                 }
                 if deadline <= now {
-                    expired.push((deadline, token));
+                    expired.push((deadline, id));
                 } else {
-                    self.insert(deadline, token);
+                    self.insert(deadline, id);
                 }
             }
             // Give the (empty, allocated) vector back to reuse its capacity.
@@ -173,7 +173,7 @@ impl Wheel {
 mod tests {
     use super::*;
 
-    fn all(_: Token, _: Ms) -> bool {
+    fn all(_: ConnId, _: Ms) -> bool {
         true
     }
 
@@ -198,8 +198,8 @@ mod tests {
     fn fires_at_or_after_the_deadline_not_before() {
         let tick = Duration::from_millis(10);
         let mut w = Wheel::new(ms(0), tick);
-        let a = Token::new(1, 1);
-        let b = Token::new(2, 1);
+        let a = ConnId::new(1, 1);
+        let b = ConnId::new(2, 1);
         let (at_a, at_b) = (ms(25), ms(10_000));
         w.insert(at_a, a);
         w.insert(at_b, b); // beyond one rotation
@@ -221,14 +221,14 @@ mod tests {
         let mut w = Wheel::new(ms(0), Duration::from_millis(10));
         assert_eq!(w.next_due(), None);
         // Slot 200 of 256, across bitmap words from the cursor.
-        w.insert(ms(2_003), Token::new(1, 1));
+        w.insert(ms(2_003), ConnId::new(1, 1));
         assert_eq!(w.next_due(), Some(ms(2_010)));
         // Move the cursor past a word boundary; then an entry behind the
         // cursor's word position (wrapping round) is found too.
         let mut out = Vec::new();
         w.advance(ms(1_000), &mut out, all);
         assert!(out.is_empty());
-        w.insert(ms(3_000), Token::new(2, 1)); // slot 300 % 256 = 44
+        w.insert(ms(3_000), ConnId::new(2, 1)); // slot 300 % 256 = 44
         assert_eq!(w.next_due(), Some(ms(2_010)));
         w.advance(ms(2_020), &mut out, all);
         assert_eq!(out.len(), 1);
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn dead_entries_go_within_a_rotation_not_at_their_deadline() {
         let mut w = Wheel::new(ms(0), Duration::from_millis(10));
-        let (dead, alive) = (Token::new(1, 1), Token::new(2, 1));
+        let (dead, alive) = (ConnId::new(1, 1), ConnId::new(2, 1));
         // Far deadlines (a minute): they wait a rotation, then are re-filed.
         w.insert(ms(60_000), dead);
         w.insert(ms(60_000), alive);

@@ -55,6 +55,7 @@ struct LineEcho;
 
 impl Handler for LineEcho {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         while let Some(end) = cx.input().find(0, b'\n') {
@@ -105,6 +106,7 @@ struct LinesThenRest;
 
 impl Handler for LinesThenRest {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         while let Some(end) = cx.input().find(0, b'\n') {

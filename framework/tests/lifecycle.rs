@@ -88,6 +88,7 @@ struct Fragile;
 
 impl Handler for Fragile {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         if cx.input().find(0, b'!').is_some() {
@@ -122,6 +123,7 @@ struct AnswerAndClose;
 
 impl Handler for AnswerAndClose {
     type Conn = bool;
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) -> bool {
         false
     }

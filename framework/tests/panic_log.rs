@@ -55,6 +55,7 @@ struct Fragile {
 
 impl Handler for Fragile {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         if cx.input().peek(5) == Some(b"data!") {

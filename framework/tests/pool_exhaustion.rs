@@ -47,6 +47,7 @@ struct Greedy {
 
 impl Handler for Greedy {
     type Conn = Role;
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Cx<'_>) -> Role {
         Role::Unknown

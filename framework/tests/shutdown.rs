@@ -17,6 +17,7 @@ struct Blob;
 
 impl Handler for Blob {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         if cx.input().peek(2) == Some(b"go") {
@@ -72,6 +73,7 @@ struct Bye;
 
 impl Handler for Bye {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         if !cx.input().is_empty() {

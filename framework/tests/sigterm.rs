@@ -42,6 +42,7 @@ struct CountingLines {
 
 impl Handler for CountingLines {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         while let Some(end) = cx.input().find(0, b'\n') {

@@ -20,8 +20,9 @@ struct Recorded<H> {
     reasons: Reasons,
 }
 
-impl<H: Handler> Handler for Recorded<H> {
+impl<H: Handler<Message = ()>> Handler for Recorded<H> {
     type Conn = H::Conn;
+    type Message = ();
     fn on_open(&mut self, cx: &mut Cx<'_>) -> H::Conn {
         self.inner.on_open(cx)
     }
@@ -45,6 +46,7 @@ struct LineEcho;
 
 impl Handler for LineEcho {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         while let Some(end) = cx.input().find(0, b'\n') {
@@ -208,6 +210,7 @@ struct Timed;
 /// Per connection: ticks so far.
 impl Handler for Timed {
     type Conn = u32;
+    type Message = ();
     fn on_open(&mut self, cx: &mut Cx<'_>) -> u32 {
         cx.set_timer(Duration::from_secs(30));
         0

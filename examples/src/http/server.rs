@@ -102,7 +102,7 @@ impl Http {
                 }
                 Ok(Progress::NeedMore) => return,
                 Err(error) => {
-                    tracing::debug!(token = cx.token().as_u64(), %error, "bad request");
+                    tracing::debug!(id = %cx.id(), %error, "bad request");
                     respond_error(cx, self.date.as_bytes(), error);
                     cx.close();
                     return;
@@ -160,6 +160,7 @@ fn route(req: &Request<'_>) -> Pending {
 
 impl Handler for Http {
     type Conn = HttpConn;
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Cx<'_>) -> HttpConn {
         HttpConn::default()

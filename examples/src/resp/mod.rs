@@ -122,6 +122,7 @@ impl Resp {
 
 impl Handler for Resp {
     type Conn = Conn;
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Cx<'_>) -> Conn {
         Conn { parser: Parser::new(self.limits), session: Session::new() }
@@ -136,7 +137,7 @@ impl Handler for Resp {
                 Err(error) => {
                     let msg = format!("ERR Protocol error: {error}");
                     reply::error(&mut self.out, msg.as_bytes());
-                    tracing::debug!(token = cx.token().as_u64(), %error, "protocol error; closing");
+                    tracing::debug!(id = %cx.id(), %error, "protocol error; closing");
                     self.flush(cx);
                     cx.close();
                     return;

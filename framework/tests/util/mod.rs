@@ -16,6 +16,7 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         let n = cx.input().len();
@@ -29,6 +30,7 @@ pub struct CopyEcho;
 
 impl Handler for CopyEcho {
     type Conn = ();
+    type Message = ();
     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
         let data = cx.input().contiguous().to_vec();

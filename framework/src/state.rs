@@ -1,0 +1,192 @@
+//! The part of a worker that handler callbacks reach: the connection table,
+//! the timer wheel, the lists of work for the end of the turn, and the links
+//! to other threads. Every operation on a connection (its own or another's)
+//! is one method here, so [`Cx`](crate::Cx), [`ConnMut`](crate::ConnMut)
+//! and [`WorkerCx`](crate::WorkerCx) share one implementation.
+//!
+//! Operations only change state and list the connection as dirty; the
+//! worker hands output, pauses and FINs to the driver when the callback has
+//! returned (see `worker/output.rs`), once per connection per turn.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pollring_backends::buf::Pool;
+
+use crate::conn::{ConnIo, Limits};
+use crate::cx::{ConnAddr, ConnId, Gone};
+use crate::handler::CloseReason;
+use crate::lifecycle::Phase;
+use crate::mailbox::Sender;
+use crate::offload::Offload;
+use crate::slots::Slots;
+use crate::timer::{Clock, Ms, Wheel};
+use crate::WorkerId;
+
+/// The framework's side of a worker, as callbacks see it.
+#[derive(Debug)]
+pub(crate) struct WorkerState<M> {
+    pub(crate) ios: Slots<ConnIo>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) wheel: Wheel,
+    pub(crate) clock: Clock,
+    pub(crate) worker: WorkerId,
+    pub(crate) now: Instant,
+    pub(crate) now_ms: Ms,
+    pub(crate) limits: Limits,
+    /// Connections with output or state to hand to the driver this turn.
+    pub(crate) dirty: Vec<ConnId>,
+    /// Outbound connects asked for during a callback, submitted after it.
+    pub(crate) connects: Vec<(ConnId, SocketAddr)>,
+    /// Connections to close at once (output dropped) after the callback.
+    pub(crate) aborts: Vec<ConnId>,
+    pub(crate) sender: Sender<M>,
+    pub(crate) offload: Arc<Offload>,
+}
+
+/// Lists connection `id` for the end-of-turn flush, once per turn.
+fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
+    if !io.listed {
+        io.listed = true;
+        dirty.push(id);
+    }
+}
+
+/// A connection that can still take output.
+fn writable(ios: &mut Slots<ConnIo>, id: ConnId) -> Result<&mut ConnIo, Gone> {
+    ios.get_mut(id).filter(|io| io.phase.writable()).ok_or(Gone)
+}
+
+impl<M: Send + 'static> WorkerState<M> {
+    /// Lists `id` for the end-of-turn flush (once).
+    pub(crate) fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(io) = self.ios.get_mut(id) {
+            list(io, &mut self.dirty, id);
+        }
+    }
+
+    pub(crate) fn write(&mut self, pool: &mut Pool, id: ConnId, data: &[u8]) -> Result<(), Gone> {
+        let io = writable(&mut self.ios, id)?;
+        if io.output.extend_from_slice(pool, data).is_err() {
+            io.out_of_buffers = true;
+        }
+        list(io, &mut self.dirty, id);
+        Ok(())
+    }
+
+    pub(crate) fn write_with(
+        &mut self,
+        pool: &mut Pool,
+        id: ConnId,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, Gone> {
+        let io = writable(&mut self.ios, id)?;
+        let n = match io.output.write_with(pool, fill) {
+            Ok(n) => n,
+            Err(_) => {
+                io.out_of_buffers = true;
+                0
+            }
+        };
+        list(io, &mut self.dirty, id);
+        Ok(n)
+    }
+
+    /// Moves the first `n` input bytes of `from` to the output of `to`
+    /// (whole buffers without a copy).
+    pub(crate) fn forward(
+        &mut self,
+        pool: &mut Pool,
+        from: ConnId,
+        to: ConnId,
+        n: usize,
+    ) -> Result<(), Gone> {
+        writable(&mut self.ios, to)?;
+        let now = self.now_ms;
+        let source = self.ios.get_mut(from).ok_or(Gone)?;
+        assert!(n <= source.input.len(), "forward of {n} bytes past the input's end");
+        let moved = source.input.split_to(pool, n);
+        source.consumed(now);
+        let target = writable(&mut self.ios, to)?;
+        match moved {
+            Ok(chain) => target.output.append(pool, chain),
+            Err(_) => target.out_of_buffers = true,
+        }
+        list(target, &mut self.dirty, to);
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self, id: ConnId) -> Result<(), Gone> {
+        let io = self.ios.get_mut(id).ok_or(Gone)?;
+        match io.phase {
+            Phase::Closing(_) => return Err(Gone),
+            // Nothing was sent yet: the connect is aborted (reported to the
+            // handler as `ConnectError::Aborted`).
+            Phase::Connecting { .. } => return self.abort(id),
+            _ => io.phase.close(CloseReason::Local),
+        }
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// Closes at once after the callback, dropping unsent output.
+    pub(crate) fn abort(&mut self, id: ConnId) -> Result<(), Gone> {
+        self.ios.get(id).filter(|io| !matches!(io.phase, Phase::Closing(_))).ok_or(Gone)?;
+        self.aborts.push(id);
+        Ok(())
+    }
+
+    pub(crate) fn shutdown_write(&mut self, id: ConnId) -> Result<(), Gone> {
+        let io = self.ios.get_mut(id).filter(|io| io.phase.live()).ok_or(Gone)?;
+        io.phase.shutdown_write();
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    pub(crate) fn set_recv_paused(&mut self, id: ConnId, paused: bool) -> Result<(), Gone> {
+        let io = self.ios.get_mut(id).filter(|io| !io.phase.is_closing()).ok_or(Gone)?;
+        io.pause.handler = paused;
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    pub(crate) fn pending_output(&self, id: ConnId) -> Result<usize, Gone> {
+        self.ios
+            .get(id)
+            .filter(|io| !matches!(io.phase, Phase::Closing(_)))
+            .map(ConnIo::pending_output)
+            .ok_or(Gone)
+    }
+
+    pub(crate) fn set_feeder(&mut self, id: ConnId, feeder: Option<ConnId>) -> Result<(), Gone> {
+        let io = self.ios.get_mut(id).ok_or(Gone)?;
+        io.feeder = feeder.filter(|&f| f != id);
+        Ok(())
+    }
+
+    /// Starts an outbound connection (submitted to the driver after the
+    /// callback returns).
+    pub(crate) fn connect(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        opener: Option<ConnId>,
+    ) -> ConnId {
+        let until = self.now_ms.after(timeout);
+        let mut io = ConnIo::new(None, Phase::Connecting { until: Some(until) }, self.now_ms);
+        io.peer = Some(addr);
+        io.outbound = true;
+        io.opener = opener;
+        let id = self.ios.insert(io);
+        if let Some(io) = self.ios.get_mut(id) {
+            io.arm(id, &mut self.wheel, until);
+        }
+        self.connects.push((id, addr));
+        id
+    }
+
+    pub(crate) fn addr(&self, id: ConnId) -> ConnAddr {
+        ConnAddr { worker: self.worker, id }
+    }
+}

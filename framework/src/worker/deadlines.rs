@@ -1,0 +1,123 @@
+//! Time: connection deadlines from the wheel, the handler's tick, and the
+//! graceful shutdown.
+
+use pollring_backends::Driver;
+
+use super::Worker;
+use crate::conn::Due;
+use crate::cx::{ConnId, ConnectError};
+use crate::handler::{CloseReason, Handler};
+use crate::lifecycle::Phase;
+use crate::timer::Ms;
+
+impl<D: Driver, H: Handler> Worker<D, H> {
+    /// Connection deadlines, the handler's tick, the shutdown deadline.
+    pub(super) fn timers(&mut self) {
+        let now = self.st.now;
+        if self.st.wheel.next_due().is_some_and(|due| due <= self.st.now_ms) {
+            let mut expired = std::mem::take(&mut self.expired);
+            let ios = &self.st.ios;
+            // Live: the connection's current entry, and not closing now.
+            self.st.wheel.advance(self.st.now_ms, &mut expired, |id, deadline| {
+                ios.get(id).is_some_and(|io| {
+                    io.wheel_at == Some(deadline) && !matches!(io.phase, Phase::Closing(_))
+                })
+            });
+            for (deadline, id) in expired.drain(..) {
+                self.on_deadline(id, deadline);
+            }
+            self.expired = expired;
+        }
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.next_tick = match self.call_worker("on_tick", |h, cx| h.on_tick(cx)) {
+                Some(next) => next.map(|d| now + d),
+                None => None, // it panicked: ticks stop
+            };
+        }
+        if self.shutdown_deadline.is_some_and(|t| t <= now) {
+            self.shutdown_deadline = None;
+            let ids: Vec<ConnId> = self.st.ios.ids().collect();
+            if !ids.is_empty() {
+                tracing::info!(connections = ids.len(), "grace period over; closing");
+            }
+            for id in ids {
+                self.close_now(id, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// A connection's wheel entry came round: act on what is due (at most
+    /// one thing per entry, by precedence) and re-arm at the next deadline.
+    fn on_deadline(&mut self, id: ConnId, deadline: Ms) {
+        let (now, limits) = (self.st.now_ms, self.st.limits);
+        let Some(io) = self.st.ios.get_mut(id) else { return };
+        if matches!(io.phase, Phase::Closing(_)) || io.wheel_at != Some(deadline) {
+            // Closing, or a stale entry: the connection re-armed earlier.
+            return;
+        }
+        io.wheel_at = None;
+        let close = match io.due(&limits, now) {
+            None => None,
+            Some(Due::Connect) => {
+                let addr = io.peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                self.fail_connect(id, ConnectError::TimedOut { addr });
+                return;
+            }
+            Some(Due::Linger) => Some(io.phase.reason().unwrap_or(CloseReason::Local)),
+            Some(Due::Idle) => Some(CloseReason::IdleTimeout),
+            Some(Due::Read) if io.pending_output() > 0 => {
+                // The handler may be holding input back until its output
+                // drains: that wait is the write timeout's business.
+                io.input_since = Some(now);
+                None
+            }
+            Some(Due::Read) => Some(CloseReason::ReadTimeout),
+            Some(Due::Write) => Some(CloseReason::WriteTimeout),
+            Some(Due::Timer) => {
+                io.timer_at = None;
+                self.call(id, "on_timer", |h, conn, cx| h.on_timer(conn, cx));
+                None
+            }
+        };
+        if let Some(reason) = close {
+            tracing::debug!(id = %id, ?reason, "deadline passed; closing");
+            self.close_now(id, reason);
+            return;
+        }
+        if let Some(io) = self.st.ios.get_mut(id) {
+            if !matches!(io.phase, Phase::Closing(_)) {
+                if let Some(next) = io.next_deadline(&limits) {
+                    io.arm(id, &mut self.st.wheel, next);
+                }
+            }
+        }
+    }
+
+    /// Stops accepting; every connection closes once its output is out.
+    #[cold]
+    pub(super) fn begin_shutdown(&mut self) {
+        tracing::debug!(open = self.st.ios.len(), "shutting down");
+        self.shutting_down = true;
+        self.shutdown_deadline = Some(self.st.now + self.config.shutdown_grace);
+        for id in self.listeners.drain(..) {
+            self.driver.unlisten(id);
+        }
+        let ids: Vec<ConnId> = self.st.ios.ids().collect();
+        for id in ids {
+            let Some(io) = self.st.ios.get_mut(id) else { continue };
+            let idle = io.pending_output() == 0 && io.input.is_empty();
+            match io.phase {
+                Phase::Lingering { .. } | Phase::Closing(_) => {}
+                // Idle (or not yet connected): no answer to protect, so no
+                // lingering either.
+                Phase::Connecting { .. } => self.close_now(id, CloseReason::Shutdown),
+                _ if idle => self.close_now(id, CloseReason::Shutdown),
+                _ => {
+                    io.phase.close(CloseReason::Shutdown);
+                    self.st.mark_dirty(id);
+                }
+            }
+        }
+        self.flush();
+    }
+}
