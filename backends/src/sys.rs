@@ -129,6 +129,27 @@ pub(crate) fn sendmsg(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
     syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)).map(|n| n as usize)
 }
 
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+pub(crate) fn tcp_socket(addr: &SocketAddr) -> io::Result<socket2::Socket> {
+    let ty = socket2::Type::STREAM.nonblocking().cloexec();
+    socket2::Socket::new(socket2::Domain::for_address(*addr), ty, Some(socket2::Protocol::TCP))
+}
+
+/// Starts a non-blocking connect: `Ok(true)` if it completed at once,
+/// `Ok(false)` if it is in progress (`EINPROGRESS`), or the error.
+pub(crate) fn start_connect(socket: &socket2::Socket, addr: &SocketAddr) -> io::Result<bool> {
+    match socket.connect(&(*addr).into()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pending error of a socket (`SO_ERROR`), cleared by reading it.
+pub(crate) fn take_socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
+    socket2::SockRef::from(fd).take_error()
+}
+
 /// `shutdown(fd, SHUT_WR)`: sends FIN after queued data.
 pub(crate) fn shutdown_write(fd: RawFd) -> io::Result<()> {
     syscall!(shutdown(fd, libc::SHUT_WR)).map(drop)

@@ -320,6 +320,146 @@ fn slot_not_reused_before_closed_is_seen<D: Make>() {
     }
 }
 
+/// Turns until `Connected` for `t` arrives; returns its result.
+fn connected<D: Driver>(d: &mut D, t: Token) -> std::io::Result<()> {
+    let mut result = None;
+    turn_until(d, "Connected", |d, ev| match ev {
+        Event::Connected { token, result: r } => {
+            assert_eq!(token, t);
+            result = Some(r);
+            true
+        }
+        other => {
+            free_event(d, other);
+            false
+        }
+    });
+    result.unwrap()
+}
+
+/// An outbound connection carries bytes both ways and sees the peer's EOF.
+fn connect_then_both_ways<D: Make>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut d = D::make(pool(4096, 2048));
+    let t = d.connect(listener.local_addr().unwrap()).unwrap();
+    // The handshake completes in the listener's backlog, before `accept`.
+    connected(&mut d, t).expect("connected");
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut out = Chain::new();
+    out.extend_from_slice(d.pool_mut(), b"ping").unwrap();
+    d.send(t, out);
+    let mut got = [0u8; 4];
+    let mut events = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < LIMIT {
+        d.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+        for ev in events.drain(..) {
+            free_event(&mut d, ev);
+        }
+        peer.set_nonblocking(true).unwrap();
+        let n = peer.peek(&mut got).unwrap_or(0);
+        peer.set_nonblocking(false).unwrap();
+        if n == 4 {
+            break;
+        }
+    }
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    peer.write_all(b"pong").unwrap();
+    drop(peer);
+    let mut bytes = Vec::new();
+    turn_until(&mut d, "pong and EOF", |d, ev| match ev {
+        Event::Recv { token, buf } => {
+            assert_eq!(token, t);
+            bytes.extend_from_slice(d.pool().data(&buf));
+            d.pool_mut().free(buf);
+            false
+        }
+        Event::Eof { token } => {
+            assert_eq!(token, t);
+            true
+        }
+        Event::Sent { .. } => false,
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(bytes, b"pong");
+    d.close(t);
+    turn_until(&mut d, "Closed", |_, ev| matches!(ev, Event::Closed { .. }));
+}
+
+/// A refused connect reports `ConnectionRefused`, then closes cleanly.
+fn connect_refused_then_closed<D: Make>() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut d = D::make(pool(4096, 2048));
+    let idle = d.pool().in_use();
+    let t = d.connect(port).unwrap();
+    let error = connected(&mut d, t).expect_err("nothing listens");
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+    d.close(t);
+    let mut closed = 0;
+    turn_until(&mut d, "Closed", |_, ev| match ev {
+        Event::Closed { token } => {
+            assert_eq!(token, t);
+            closed += 1;
+            true
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let mut events = Vec::new();
+    d.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+    assert!(events.is_empty(), "nothing after Closed: {events:?}");
+    assert_eq!(closed, 1);
+    assert_eq!(d.pool().in_use(), idle);
+}
+
+/// Closed before any turn: one `Closed`, never a `Connected`.
+fn close_while_connecting<D: Make>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut d = D::make(pool(4096, 2048));
+    let t = d.connect(listener.local_addr().unwrap()).unwrap();
+    d.close(t);
+    let mut events = Vec::new();
+    let mut closed = 0;
+    for _ in 0..10 {
+        d.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+        for ev in events.drain(..) {
+            match ev {
+                Event::Closed { token } => {
+                    assert_eq!(token, t);
+                    closed += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(closed, 1);
+}
+
+/// 200 concurrent connects to one listener all connect.
+fn many_concurrent_connects<D: Make>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepter = std::thread::spawn(move || {
+        (0..200).map(|_| listener.accept().unwrap().0).collect::<Vec<_>>()
+    });
+    let mut d = D::make(pool(4096, 2048));
+    let mut pending: std::collections::HashSet<Token> =
+        (0..200).map(|_| d.connect(addr).unwrap()).collect();
+    turn_until(&mut d, "200 Connected", |_, ev| match ev {
+        Event::Connected { token, result } => {
+            result.expect("connected");
+            assert!(pending.remove(&token));
+            pending.is_empty()
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(accepter.join().unwrap().len(), 200);
+}
+
 on_both_drivers!(
     slot_not_reused_before_closed_is_seen,
     recv_reports_bytes_once,
@@ -328,4 +468,8 @@ on_both_drivers!(
     pause_and_resume_lose_nothing,
     waker_ends_a_blocked_turn,
     eof_follows_the_last_bytes,
+    connect_then_both_ways,
+    connect_refused_then_closed,
+    close_while_connecting,
+    many_concurrent_connects,
 );

@@ -16,6 +16,10 @@
 //! * **Sending.** [`Driver::send`] queues; the next turn writes each
 //!   connection's queue with one `sendmsg` (an iovec per buffer). `EPOLLOUT`
 //!   is watched only while a write left data behind.
+//! * **Connecting** ([`Driver::connect`]): a non-blocking `connect`, then
+//!   the socket is watched for `EPOLLOUT`; when it turns writable (or
+//!   reports an error) `SO_ERROR` decides between `Connected { Ok }` and
+//!   `Connected { Err }`, and the socket becomes an ordinary connection.
 //! * **Accepting** drains the backlog each time a listener turns readable;
 //!   when the process runs out of descriptors, accepting backs off for
 //!   [`EpollConfig::accept_backoff`] and then retries on its own.
@@ -90,6 +94,8 @@ struct Conn {
     shutdown: bool,
     /// `close` was called; `Closed` is owed.
     closing: bool,
+    /// An outbound connect is in progress: no receiving or sending yet.
+    connecting: bool,
 }
 
 struct Listener {
@@ -116,6 +122,8 @@ pub struct Epoll {
     ready_now: Vec<Token>,
     /// Connections closed since the last turn: `Closed` is owed.
     closed: Vec<Token>,
+    /// Connects that completed at once: `Connected` is owed.
+    connected: Vec<Token>,
     iov: Vec<libc::iovec>,
     stats: DriverStats,
     pool: Pool,
@@ -160,6 +168,7 @@ impl Epoll {
             ready: Vec::new(),
             ready_now: Vec::new(),
             closed: Vec::new(),
+            connected: Vec::new(),
             iov: Vec::with_capacity(MAX_IOV),
             stats: DriverStats::default(),
             pool,
@@ -177,7 +186,7 @@ impl Epoll {
         let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token) else {
             return;
         };
-        if conn.paused || conn.closing || conn.eof || !conn.readable {
+        if conn.paused || conn.closing || conn.eof || conn.connecting || !conn.readable {
             return;
         }
         for _ in 0..budget {
@@ -344,6 +353,13 @@ impl Epoll {
         }
         let token = token_from_key(key);
         let Some(conn) = self.conn(token) else { return };
+        if conn.connecting {
+            if conn.closing {
+                return;
+            }
+            self.finish_connect(token, flags, out);
+            return;
+        }
         if flags & libc::EPOLLOUT as u32 != 0 && !conn.queued {
             self.flush(token, out);
         }
@@ -358,6 +374,80 @@ impl Epoll {
                 self.recv(token, out);
             }
         }
+    }
+}
+
+impl Epoll {
+    /// A connecting socket reported writable or an error: the connect is
+    /// done one way or the other (`SO_ERROR` says which).
+    fn finish_connect(&mut self, token: Token, flags: u32, out: &mut Vec<Event>) {
+        let Some(conn) = self.conns.get_mut(token.index()).filter(|c| c.token == token) else {
+            return;
+        };
+        let done = (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        if flags & done == 0 {
+            return;
+        }
+        conn.connecting = false;
+        self.stats.syscalls += 1;
+        let error = match sys::take_socket_error(&conn.fd) {
+            Ok(None) => None,
+            Ok(Some(error)) | Err(error) => Some(error),
+        };
+        if let Some(error) = error {
+            // Nothing more is reported for it until `close`.
+            conn.eof = true;
+            out.push(Event::Connected { token, result: Err(error) });
+            return;
+        }
+        out.push(Event::Connected { token, result: Ok(()) });
+        // Watch EPOLLOUT again only while output is pending.
+        conn.want_out = false;
+        self.stats.syscalls += 1;
+        if let Err(error) =
+            ctl(&self.epfd, libc::EPOLL_CTL_MOD, conn.fd.as_raw_fd(), CONN_EVENTS, token.as_u64())
+        {
+            out.push(Event::Error { token, error });
+            return;
+        }
+        let read_flags =
+            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if flags & read_flags != 0 {
+            conn.readable = true;
+            conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+            self.recv(token, out);
+        }
+    }
+
+    /// Registers a socket under a fresh token.
+    fn register(&mut self, fd: OwnedFd, events: u32, connecting: bool) -> io::Result<Token> {
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        if self.generations.len() <= index {
+            self.generations.resize(index + 1, 0);
+        }
+        // 31 bits of generation keep LISTENER_BIT clear in the epoll key.
+        let generation = (self.generations[index] + 1) & 0x7fff_ffff;
+        self.generations[index] = generation;
+        let token = Token::new(index as u32, generation);
+        self.stats.syscalls += 1;
+        ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token.as_u64())?;
+        entry.insert(Conn {
+            fd,
+            token,
+            out: Chain::new(),
+            readable: false,
+            rdhup: false,
+            paused: false,
+            eof: false,
+            queued: false,
+            in_ready: false,
+            want_out: events & libc::EPOLLOUT as u32 != 0,
+            shutdown: false,
+            closing: false,
+            connecting,
+        });
+        Ok(token)
     }
 }
 
@@ -406,38 +496,21 @@ impl Driver for Epoll {
     }
 
     fn add(&mut self, fd: OwnedFd) -> io::Result<Token> {
-        let entry = self.conns.vacant_entry();
-        let index = entry.key();
-        if self.generations.len() <= index {
-            self.generations.resize(index + 1, 0);
-        }
-        // 31 bits of generation keep LISTENER_BIT clear in the epoll key.
-        let generation = (self.generations[index] + 1) & 0x7fff_ffff;
-        self.generations[index] = generation;
-        let token = Token::new(index as u32, generation);
-        self.stats.syscalls += 1;
-        ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), CONN_EVENTS, token.as_u64())?;
-        entry.insert(Conn {
-            fd,
-            token,
-            out: Chain::new(),
-            readable: false,
-            rdhup: false,
-            paused: false,
-            eof: false,
-            queued: false,
-            in_ready: false,
-            want_out: false,
-            shutdown: false,
-            closing: false,
-        });
-        Ok(token)
+        self.register(fd, CONN_EVENTS, false)
     }
 
     fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
-        // Implemented in the next commit (outbound connections).
-        let _ = addr;
-        Err(io::ErrorKind::Unsupported.into())
+        self.stats.syscalls += 2;
+        let socket = sys::tcp_socket(&addr)?;
+        let done = sys::start_connect(&socket, &addr)?;
+        let fd = OwnedFd::from(socket);
+        if done {
+            let token = self.register(fd, CONN_EVENTS, false)?;
+            self.connected.push(token);
+            return Ok(token);
+        }
+        // Writable (or an error) once the handshake is over.
+        self.register(fd, CONN_EVENTS | libc::EPOLLOUT as u32, true)
     }
 
     fn send(&mut self, token: Token, data: Chain) {
@@ -507,6 +580,12 @@ impl Driver for Epoll {
                 self.stats.syscalls += 1;
             }
             out.push(Event::Closed { token });
+        }
+        // `Connected` owed by connects that completed at once.
+        for token in self.connected.drain(..) {
+            if self.conns.get(token.index()).is_some_and(|c| c.token == token && !c.closing) {
+                out.push(Event::Connected { token, result: Ok(()) });
+            }
         }
         // 2. Flush output queued since the last turn.
         let mut flush = std::mem::take(&mut self.flush);

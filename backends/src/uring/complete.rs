@@ -35,6 +35,7 @@ impl Uring {
             Some(Op::Recv) => self.complete_recv(index, generation, cqe, out),
             Some(Op::Send) => self.complete_send(index, generation, cqe, out),
             Some(Op::Shutdown) => self.complete_shutdown(index, generation, cqe, out),
+            Some(Op::Connect) => self.complete_connect(index, generation, cqe, out),
             Some(Op::Accept) => self.complete_accept(index, cqe, out),
             Some(Op::AcceptBackoff) => self.complete_backoff(index),
             Some(Op::Wake) => self.complete_wake(cqe, out),
@@ -233,6 +234,40 @@ impl Uring {
         } else if cqe.res < 0 {
             let token = Token::new(index as u32, c.generation);
             out.push(Event::Error { token, error: io::Error::from_raw_os_error(-cqe.res) });
+        }
+    }
+
+    fn complete_connect(&mut self, index: usize, generation: u32, cqe: Cqe, out: &mut Vec<Event>) {
+        self.ops -= 1;
+        let Some(c) =
+            self.conns.get_mut(index).filter(|c| same_generation(c.generation, generation))
+        else {
+            return;
+        };
+        c.ops -= 1;
+        // The kernel is done with the address.
+        c.connecting = None;
+        let token = Token::new(index as u32, c.generation);
+        if c.closing {
+            // Cancelled by `close`: nothing but `Closed` is reported.
+            if c.ops == 0 {
+                self.finished.push(index);
+            }
+        } else if cqe.res < 0 {
+            c.recv_done = true;
+            c.send_failed = true;
+            let error = io::Error::from_raw_os_error(-cqe.res);
+            out.push(Event::Connected { token, result: Err(error) });
+        } else {
+            out.push(Event::Connected { token, result: Ok(()) });
+            if c.wants_recv() && !c.rearm_queued {
+                c.rearm_queued = true;
+                self.rearm.push(index);
+            }
+            if c.has_output_work() && !c.flush_queued {
+                c.flush_queued = true;
+                self.flush.push(index);
+            }
         }
     }
 

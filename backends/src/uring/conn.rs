@@ -26,6 +26,8 @@ pub(super) enum Op {
     Wake = 6,
     /// An `ASYNC_CANCEL`; its own completion carries no news.
     Cancel = 7,
+    /// The `CONNECT` of an outbound connection.
+    Connect = 8,
 }
 
 impl Op {
@@ -38,6 +40,7 @@ impl Op {
             5 => Op::Shutdown,
             6 => Op::Wake,
             7 => Op::Cancel,
+            8 => Op::Connect,
             _ => return None,
         })
     }
@@ -131,6 +134,9 @@ pub(super) struct Conn {
     pub(super) closing: bool,
     /// `Closed` has been emitted; the slot is released next turn.
     pub(super) reported_closed: bool,
+    /// An outbound connect not yet completed: the address its SQE points
+    /// at lives here (boxed: it keeps its address) until the completion.
+    pub(super) connecting: Option<Box<socket2::SockAddr>>,
 }
 
 impl Conn {
@@ -161,12 +167,17 @@ impl Conn {
             shutdown: ShutdownState::No,
             closing: false,
             reported_closed: false,
+            connecting: None,
         }
     }
 
     /// Whether a multishot receive should be armed now.
     pub(super) fn wants_recv(&self) -> bool {
-        !self.recv_armed && !self.paused && !self.recv_done && !self.closing
+        !self.recv_armed
+            && !self.paused
+            && !self.recv_done
+            && !self.closing
+            && self.connecting.is_none()
     }
 
     /// Whether the next flush has something to do.

@@ -242,6 +242,8 @@ pub struct Uring {
     /// Listeners whose accept (or back-off) may need arming.
     accepts: Vec<usize>,
     cancels: Vec<Cancel>,
+    /// Connections whose `CONNECT` is to be submitted.
+    connects: Vec<usize>,
     /// Closing connections with no operation left: `Closed` is due.
     finished: Vec<usize>,
     /// Slots whose `Closed` went out last turn: released at the start of the
@@ -352,6 +354,7 @@ impl Uring {
             flush: Vec::new(),
             accepts: Vec::new(),
             cancels: Vec::new(),
+            connects: Vec::new(),
             finished: Vec::new(),
             reclaim: Vec::new(),
             cqes: Vec::with_capacity(cq_entries),
@@ -650,9 +653,18 @@ impl Driver for Uring {
     }
 
     fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
-        // Implemented in the next commit (outbound connections).
-        let _ = addr;
-        Err(io::ErrorKind::Unsupported.into())
+        self.stats.syscalls += 1;
+        let socket = sys::tcp_socket(&addr)?;
+        let index = self.conns.vacant_key();
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        let generation = self.generations[index];
+        let mut conn = Conn::new(OwnedFd::from(socket), generation);
+        conn.connecting = Some(Box::new(addr.into()));
+        self.conns.insert(conn);
+        self.connects.push(index);
+        Ok(Token::new(index as u32, generation))
     }
 
     fn send(&mut self, token: Token, mut data: Chain) {
@@ -755,6 +767,10 @@ impl Drop for Uring {
         self.finish_closes(&mut leftovers);
         for (_, mut conn) in std::mem::take(&mut self.conns) {
             conn.out.clear(&mut self.pool);
+            if !clean {
+                // A connect the kernel may still read the address of.
+                std::mem::forget(conn.connecting.take());
+            }
             if clean || !conn.sending {
                 conn.inflight.clear(&mut self.pool);
             } else {

@@ -22,6 +22,7 @@ impl Uring {
     pub(super) fn prepare(&mut self) -> io::Result<()> {
         self.refill();
         self.submit_cancels()?;
+        self.submit_connects()?;
         self.arm_accepts()?;
         self.arm_recvs()?;
         self.flush_sends()?;
@@ -102,6 +103,32 @@ impl Uring {
             unsafe { self.push(&sqe)? };
         }
         self.cancels = list;
+        Ok(())
+    }
+
+    /// One `CONNECT` per outbound connection asked for since the last turn.
+    fn submit_connects(&mut self) -> io::Result<()> {
+        let mut list = std::mem::take(&mut self.connects);
+        for index in list.drain(..) {
+            let Some(c) = self.conns.get_mut(index) else { continue };
+            let Some(addr) = c.connecting.as_deref() else { continue };
+            if c.closing {
+                // Closed before it was submitted: `close` saw no operation
+                // in flight and has already queued the `Closed`.
+                c.connecting = None;
+                continue;
+            }
+            let sqe = opcode::Connect::new(Fd(c.raw_fd()), addr.as_ptr().cast(), addr.len())
+                .build()
+                .user_data(user_data(Op::Connect, index, c.generation));
+            c.ops += 1;
+            self.ops += 1;
+            // SAFETY: the kernel reads the address from the box in
+            // `c.connecting`, which stays on the connection (its heap
+            // contents do not move) until the connect's completion clears it.
+            unsafe { self.push(&sqe)? };
+        }
+        self.connects = list;
         Ok(())
     }
 
@@ -192,7 +219,7 @@ impl Uring {
         for &index in &list {
             let Some(c) = self.conns.get_mut(index) else { continue };
             c.flush_queued = false;
-            if c.closing || c.sending || c.send_failed {
+            if c.closing || c.sending || c.send_failed || c.connecting.is_some() {
                 continue;
             }
             // Nothing is in flight, so the kernel reads neither chain: join them.
