@@ -200,8 +200,40 @@ impl ConnIo {
         self.in_flight + self.output.len()
     }
 
-    /// Whether the driver should be receiving for this connection.
+    /// Whether the driver should be receiving for this connection. A
+    /// lingering one always reads (to see the peer's EOF), pauses or not.
     pub(crate) fn wants_recv(&self) -> bool {
-        self.phase.reads() && !self.pause.handler && !self.pause.backpressure
+        match self.phase {
+            Phase::Lingering { .. } => true,
+            _ => self.phase.reads() && !self.pause.handler && !self.pause.backpressure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::CloseReason;
+    use crate::timer::Clock;
+    use std::time::Instant;
+
+    #[test]
+    fn pauses_stop_receiving_except_while_lingering() {
+        let now = Clock::new(Instant::now()).ms(Instant::now());
+        let mut io = ConnIo::new(None, Phase::Open, now);
+        assert!(io.wants_recv());
+        io.pause.handler = true;
+        assert!(!io.wants_recv());
+        io.pause.handler = false;
+        io.pause.backpressure = true;
+        assert!(!io.wants_recv());
+        io.pause.handler = true;
+        io.phase = Phase::Lingering { reason: CloseReason::Local, until: now };
+        assert!(io.wants_recv(), "a lingering connection reads to see the EOF");
+        io.phase = Phase::Draining { reason: CloseReason::Local, peer_fin: false };
+        io.pause = Pause::default();
+        assert!(!io.wants_recv(), "draining discards input: no receiving");
+        io.phase = Phase::Connecting { until: None };
+        assert!(!io.wants_recv());
     }
 }
