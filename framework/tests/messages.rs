@@ -6,6 +6,7 @@
 #[macro_use]
 mod util;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -237,10 +238,11 @@ fn messages_between_workers_arrive(backend: Backend) {
         }
         let mut c = connect(server.local_addr());
         let greeting = read_line(&mut c);
-        if first.contains_key(&greeting) {
-            others.push(c);
-        } else {
-            first.insert(greeting, c);
+        match first.entry(greeting) {
+            Entry::Occupied(_) => others.push(c),
+            Entry::Vacant(slot) => {
+                slot.insert(c);
+            }
         }
     }
     assert_eq!(first.len(), 2, "64 connections all landed on one worker");
