@@ -12,7 +12,6 @@ use pollring_examples::echo::Echo;
 use pollring_examples::http::Http;
 
 use crate::baseline;
-use crate::load::Proto;
 
 /// Which server implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -58,13 +57,57 @@ impl Impl {
     }
 }
 
+/// What a server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Every byte received is sent back.
+    Echo,
+    /// HTTP/1.1: `GET /plaintext` and `GET /json`.
+    Http,
+    /// An L4 TCP proxy: each accepted connection is joined to a new
+    /// connection to `upstream`, bytes copied both ways.
+    Proxy {
+        /// Where every accepted connection is proxied to.
+        upstream: SocketAddr,
+    },
+}
+
+impl Service {
+    /// The `--proto` value.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Http => "http",
+            Service::Proxy { .. } => "proxy",
+        }
+    }
+
+    /// Parses `--proto` (and `--upstream`, which `proxy` needs).
+    ///
+    /// # Errors
+    /// An unknown protocol, `proxy` without an upstream, or an upstream
+    /// given to a protocol that has none.
+    pub fn parse(proto: &str, upstream: Option<SocketAddr>) -> Result<Service, String> {
+        match (proto, upstream) {
+            ("echo", None) => Ok(Service::Echo),
+            ("http", None) => Ok(Service::Http),
+            ("proxy", Some(upstream)) => Ok(Service::Proxy { upstream }),
+            ("proxy", None) => Err("--proto proxy needs --upstream ADDR".to_string()),
+            ("echo" | "http", Some(_)) => {
+                Err(format!("--upstream is for --proto proxy, not {proto}"))
+            }
+            _ => Err(format!("unknown protocol {proto:?}: expected echo, http or proxy")),
+        }
+    }
+}
+
 /// Runs one server until told to stop on stdin.
 ///
 /// # Errors
 /// If the server cannot start; the message names why.
 pub fn serve(
     server: Impl,
-    proto: Proto,
+    service: Service,
     workers: usize,
     addr: SocketAddr,
     cpus: &[usize],
@@ -74,12 +117,17 @@ pub fn serve(
         pollring_backends::thread::pin_to_cpus(cpus)?;
     }
     match server {
-        Impl::Epoll | Impl::Uring => serve_pollring(server, proto, workers, addr),
-        Impl::Tokio => serve_tokio(proto, workers, addr),
+        Impl::Epoll | Impl::Uring => serve_pollring(server, service, workers, addr),
+        Impl::Tokio => serve_tokio(service, workers, addr),
     }
 }
 
-fn serve_pollring(server: Impl, proto: Proto, workers: usize, addr: SocketAddr) -> io::Result<()> {
+fn serve_pollring(
+    server: Impl,
+    service: Service,
+    workers: usize,
+    addr: SocketAddr,
+) -> io::Result<()> {
     let backend = if server == Impl::Uring { Backend::Uring } else { Backend::Epoll };
     let config = Config::builder()
         .backend(backend)
@@ -90,9 +138,12 @@ fn serve_pollring(server: Impl, proto: Proto, workers: usize, addr: SocketAddr) 
         .map_err(io::Error::other)?;
     let bound = Server::bind(addr, config).map_err(io::Error::other)?;
     let local = bound.local_addr();
-    let handle = match proto {
-        Proto::Echo => bound.serve(|_| Echo),
-        Proto::Http => bound.serve(|_| Http::new()),
+    let handle = match service {
+        Service::Echo => bound.serve(|_| Echo),
+        Service::Http => bound.serve(|_| Http::new()),
+        Service::Proxy { .. } => {
+            return Err(io::Error::other("the pollring proxy handler is not there yet"))
+        }
     }
     .map_err(io::Error::other)?;
     control(local, || Some(handle.stats().syscalls))?;
@@ -100,13 +151,14 @@ fn serve_pollring(server: Impl, proto: Proto, workers: usize, addr: SocketAddr) 
     handle.wait().map_err(io::Error::other)
 }
 
-fn serve_tokio(proto: Proto, workers: usize, addr: SocketAddr) -> io::Result<()> {
+fn serve_tokio(service: Service, workers: usize, addr: SocketAddr) -> io::Result<()> {
     let listener = std::net::TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let (stop, stopped) = std::sync::mpsc::channel();
-    let proto = match proto {
-        Proto::Echo => baseline::Proto::Echo,
-        Proto::Http => baseline::Proto::Http,
+    let proto = match service {
+        Service::Echo => baseline::Proto::Echo,
+        Service::Http => baseline::Proto::Http,
+        Service::Proxy { upstream } => baseline::Proto::Proxy { upstream },
     };
     let thread = std::thread::spawn(move || baseline::serve(proto, listener, workers, stopped));
     control(local, || None)?;

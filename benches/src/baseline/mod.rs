@@ -12,13 +12,16 @@
 //! - echo: a read / `write_all` loop over a 16 KiB buffer, pollring's default
 //!   pool buffer size;
 //! - HTTP: hyper's HTTP/1 server with `pipeline_flush`, so that pipelined
-//!   responses leave in one write as pollring's do.
+//!   responses leave in one write as pollring's do;
+//! - proxy: per connection, a `TcpStream::connect` to the upstream (with a
+//!   timeout) and `tokio::io::copy_bidirectional` between the two sockets.
 //!
 //! [`serve`] blocks its thread until told to stop; the compare command runs it
 //! in a child process.
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -26,6 +29,7 @@ use tokio::net::TcpListener;
 
 mod echo;
 mod http;
+mod proxy;
 
 /// Which baseline protocol [`serve`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +38,17 @@ pub enum Proto {
     Echo,
     /// HTTP/1.1 through hyper: `GET /plaintext` answers `Hello, World!`.
     Http,
+    /// An L4 proxy: each connection is joined to a new connection to
+    /// `upstream`, bytes copied both ways.
+    Proxy {
+        /// Where every accepted connection is proxied to.
+        upstream: SocketAddr,
+    },
 }
+
+/// How long a proxy's connect to its upstream may take before the client
+/// connection is dropped. The comparison gives pollring's proxy the same.
+pub const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the runtime waits for its threads when [`serve`] returns.
 /// Connection tasks are not waited for: they are dropped, which closes their
@@ -134,6 +148,7 @@ async fn accept(listener: TcpListener, proto: Proto) -> Infallible {
         match proto {
             Proto::Echo => drop(tokio::spawn(echo::serve_conn(stream))),
             Proto::Http => drop(tokio::spawn(http::serve_conn(stream))),
+            Proto::Proxy { upstream } => drop(tokio::spawn(proxy::serve_conn(stream, upstream))),
         }
     }
 }
