@@ -17,8 +17,8 @@ pub fn bars(path: &Path, rows: &[Row]) -> io::Result<()> {
     let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
     for r in rows {
         let name = format!(
-            "{:?}, {} worker{}",
-            r.workload,
+            "{}, {} worker{}",
+            r.workload.name(),
             r.workers,
             if r.workers == 1 { "" } else { "s" }
         );

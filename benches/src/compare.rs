@@ -14,6 +14,12 @@
 //! the driver makes; the tokio baseline has none, so `-`). Then, per server,
 //! RSS per 10,000 idle echo connections.
 //!
+//! The proxy workloads put the server under test, an L4 proxy, between the
+//! load generator and one upstream echo server (pollring on epoll, one per
+//! `compare` run, shared by every server so that all proxy to the same
+//! upstream). The upstream runs on the load generator's CPUs, so the proxy
+//! has its CPU to itself, and only the proxy's CPU time is counted.
+//!
 //! Output: a Markdown table on stdout, `runs.json` (every raw run) and
 //! `summary.json`, and `compare.svg` under the output directory.
 
@@ -27,13 +33,87 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::load::{self, LoadSpec, Phase, Proto};
-use crate::serve::Impl;
+use crate::serve::{Impl, Service};
+
+/// Message size of the `proxy-bulk` workload.
+pub const BULK_SIZE: usize = 64 * 1024;
+/// Messages in flight per connection in the `proxy-bulk` workload.
+pub const BULK_DEPTH: usize = 4;
+/// Connections of the `proxy-bulk` workload (fewer if `--connections` says so).
+pub const BULK_CONNECTIONS: usize = 20;
+
+/// What the load does, and to which kind of server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Echo messages of the plan's size and depth.
+    Echo,
+    /// HTTP `GET /plaintext`.
+    Http,
+    /// The echo load (the plan's size and depth) through an L4 proxy to an
+    /// upstream echo server.
+    Proxy,
+    /// Bulk echo through the proxy: [`BULK_SIZE`]-byte messages,
+    /// [`BULK_DEPTH`] in flight, [`BULK_CONNECTIONS`] connections.
+    ProxyBulk,
+}
+
+impl Workload {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Echo => "echo",
+            Workload::Http => "http",
+            Workload::Proxy => "proxy",
+            Workload::ProxyBulk => "proxy-bulk",
+        }
+    }
+
+    /// Parses a `--workloads` value.
+    ///
+    /// # Errors
+    /// The value is none of `echo`, `http`, `proxy`, `proxy-bulk`.
+    pub fn parse(s: &str) -> Result<Workload, String> {
+        [Workload::Echo, Workload::Http, Workload::Proxy, Workload::ProxyBulk]
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| {
+                format!("unknown workload {s:?}: expected echo, http, proxy or proxy-bulk")
+            })
+    }
+
+    /// Whether the server under test is a proxy in front of an upstream.
+    pub fn is_proxy(self) -> bool {
+        matches!(self, Workload::Proxy | Workload::ProxyBulk)
+    }
+
+    /// The protocol the load generator speaks.
+    fn proto(self) -> Proto {
+        match self {
+            Workload::Http => Proto::Http,
+            Workload::Echo | Workload::Proxy | Workload::ProxyBulk => Proto::Echo,
+        }
+    }
+
+    /// Connections, message size and depth of this workload under `plan`.
+    fn shape(self, plan: &Plan) -> (usize, usize, usize) {
+        match self {
+            Workload::ProxyBulk => (plan.connections.min(BULK_CONNECTIONS), BULK_SIZE, BULK_DEPTH),
+            _ => (plan.connections, plan.size, plan.depth),
+        }
+    }
+
+    /// Payload bytes of one request, when it has a fixed size (echo).
+    fn request_bytes(self, plan: &Plan) -> Option<usize> {
+        (self.proto() == Proto::Echo).then(|| self.shape(plan).1)
+    }
+}
 
 /// What to compare and for how long.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Protocols.
-    pub workloads: Vec<Proto>,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
     /// Servers.
     pub servers: Vec<Impl>,
     /// Worker counts (1, and/or every allowed CPU).
@@ -46,9 +126,9 @@ pub struct Plan {
     pub duration: Duration,
     /// Load connections.
     pub connections: usize,
-    /// Echo message size.
+    /// Echo message size (echo and proxy; `proxy-bulk` has its own).
     pub size: usize,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection (echo, http and proxy).
     pub depth: usize,
     /// Idle connections for the RSS measurement (0: skip it).
     pub idle: usize,
@@ -67,8 +147,14 @@ pub struct Measures {
     pub p99_us: f64,
     /// 99.9th percentile.
     pub p999_us: f64,
+    /// Echoed payload, MiB per second (echo workloads only).
+    pub mib_per_s: Option<f64>,
     /// Server CPU time per request, nanoseconds.
     pub cpu_ns_per_req: f64,
+    /// Server CPU time per KiB of echoed payload, nanoseconds (echo
+    /// workloads only). Through a proxy each such KiB crosses it twice, in
+    /// and back out.
+    pub cpu_ns_per_kib: Option<f64>,
     /// System calls per request, if counted.
     pub syscalls_per_req: Option<f64>,
     /// `perf` or `driver` (pollring's counters), or `none`.
@@ -82,8 +168,8 @@ pub struct Measures {
 pub struct Run {
     /// Round number, from 1.
     pub round: usize,
-    /// Protocol.
-    pub workload: Proto,
+    /// Workload.
+    pub workload: Workload,
     /// Server workers.
     pub workers: usize,
     /// Server.
@@ -122,21 +208,44 @@ pub fn compare(plan: &Plan) -> io::Result<()> {
             .map_err(io::Error::other)?
             .progress_chars("=> "),
     );
+    let upstream = if plan.workloads.iter().any(|w| w.is_proxy()) {
+        bar.set_message("starting the upstream echo server");
+        let (_, load_cpus, _) = cpu_split(&cpus, 1);
+        Some(ServerProcess::start(&exe, Impl::Epoll, Service::Echo, load_cpus.len(), &load_cpus)?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     for round in 1..=plan.rounds {
         for &workload in &plan.workloads {
             for &workers in &plan.workers {
                 for &server in &plan.servers {
                     bar.set_message(format!(
-                        "round {round}: {} {workload:?}, {workers} worker(s)",
-                        server.name()
+                        "round {round}: {} {}, {workers} worker(s)",
+                        server.name(),
+                        workload.name()
                     ));
-                    let run = one_run(&exe, plan, &cpus, perf, round, workload, workers, server)?;
+                    let service = match (workload, &upstream) {
+                        (Workload::Echo, _) => Service::Echo,
+                        (Workload::Http, _) => Service::Http,
+                        (Workload::Proxy | Workload::ProxyBulk, Some(u)) => {
+                            Service::Proxy { upstream: u.addr }
+                        }
+                        (Workload::Proxy | Workload::ProxyBulk, None) => {
+                            return Err(io::Error::other("a proxy workload without its upstream"))
+                        }
+                    };
+                    let run = one_run(
+                        &exe, plan, &cpus, perf, round, workload, service, workers, server,
+                    )?;
                     runs.push(run);
                     bar.inc(1);
                 }
             }
         }
+    }
+    if let Some(upstream) = upstream {
+        upstream.stop()?;
     }
     let mut idle = Vec::new();
     if plan.idle > 0 {
@@ -177,17 +286,17 @@ impl ServerProcess {
     fn start(
         exe: &Path,
         server: Impl,
-        proto: Proto,
+        service: Service,
         workers: usize,
         cpus: &[usize],
     ) -> io::Result<ServerProcess> {
         let cpu_list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-        let mut child = Command::new(exe)
-            .args(["serve", "--server", server.arg(), "--proto"])
-            .arg(match proto {
-                Proto::Echo => "echo",
-                Proto::Http => "http",
-            })
+        let mut command = Command::new(exe);
+        command.args(["serve", "--server", server.arg(), "--proto", service.arg()]);
+        if let Service::Proxy { upstream } = service {
+            command.args(["--upstream", &upstream.to_string()]);
+        }
+        let mut child = command
             .args(["--workers", &workers.to_string(), "--addr", "127.0.0.1:0", "--cpus", &cpu_list])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -253,19 +362,21 @@ fn one_run(
     cpus: &[usize],
     perf: bool,
     round: usize,
-    workload: Proto,
+    workload: Workload,
+    service: Service,
     workers: usize,
     server: Impl,
 ) -> io::Result<Run> {
     let (server_cpus, load_cpus, disjoint) = cpu_split(cpus, workers);
-    let mut child = ServerProcess::start(exe, server, workload, workers, &server_cpus)?;
+    let mut child = ServerProcess::start(exe, server, service, workers, &server_cpus)?;
     pollring_backends::thread::pin_to_cpus(&load_cpus)?;
+    let (connections, size, depth) = workload.shape(plan);
     let spec = LoadSpec {
-        proto: workload,
+        proto: workload.proto(),
         addr: child.addr,
-        connections: plan.connections,
-        size: plan.size,
-        depth: plan.depth,
+        connections,
+        size,
+        depth,
         warmup: plan.warmup,
         duration: plan.duration,
     };
@@ -310,6 +421,8 @@ fn one_run(
         (None, None) => (None, "none"),
     };
     let q = |p: f64| report.latency.value_at_quantile(p) as f64 / 1000.0;
+    let cpu_ns_per_req = cpu1.saturating_sub(cpu0).as_nanos() as f64 / requests;
+    let kib = workload.request_bytes(plan).map(|b| b as f64 / 1024.0);
     Ok(Run {
         round,
         workload,
@@ -320,7 +433,9 @@ fn one_run(
             p50_us: q(0.5),
             p99_us: q(0.99),
             p999_us: q(0.999),
-            cpu_ns_per_req: cpu1.saturating_sub(cpu0).as_nanos() as f64 / requests,
+            mib_per_s: kib.map(|k| report.rate() * k / 1024.0),
+            cpu_ns_per_req,
+            cpu_ns_per_kib: kib.map(|k| cpu_ns_per_req / k),
             syscalls_per_req,
             syscalls_source,
             loadgen_cpu_pct: 100.0 * report.self_cpu.as_secs_f64() / report.elapsed.as_secs_f64(),
@@ -367,7 +482,7 @@ fn stop_perf(mut perf: Child) -> Option<u64> {
 /// stays out of the per-connection figure.
 fn idle_rss(exe: &Path, plan: &Plan, cpus: &[usize], server: Impl) -> io::Result<IdleRss> {
     let (server_cpus, load_cpus, _) = cpu_split(cpus, 1);
-    let child = ServerProcess::start(exe, server, Proto::Echo, 1, &server_cpus)?;
+    let child = ServerProcess::start(exe, server, Service::Echo, 1, &server_cpus)?;
     pollring_backends::thread::pin_to_cpus(&load_cpus)?;
     let open = |n: usize| -> io::Result<Vec<TcpStream>> {
         let mut conns = Vec::with_capacity(n);
@@ -402,8 +517,8 @@ fn idle_rss(exe: &Path, plan: &Plan, cpus: &[usize], server: Impl) -> io::Result
 /// Medians over rounds for one (workload, workers, server).
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
-    /// Protocol.
-    pub workload: Proto,
+    /// Workload.
+    pub workload: Workload,
     /// Server workers.
     pub workers: usize,
     /// Server.
@@ -431,6 +546,10 @@ fn summarise(plan: &Plan, runs: &[Run]) -> Vec<Row> {
                     .collect();
                 let med = |f: fn(&Measures) -> f64| median(rs.iter().map(|r| f(&r.m)).collect());
                 let sys: Vec<f64> = rs.iter().filter_map(|r| r.m.syscalls_per_req).collect();
+                let some_med = |f: fn(&Measures) -> Option<f64>| {
+                    let v: Vec<f64> = rs.iter().filter_map(|r| f(&r.m)).collect();
+                    (!v.is_empty()).then(|| median(v))
+                };
                 rows.push(Row {
                     workload,
                     workers,
@@ -440,7 +559,9 @@ fn summarise(plan: &Plan, runs: &[Run]) -> Vec<Row> {
                         p50_us: med(|m| m.p50_us),
                         p99_us: med(|m| m.p99_us),
                         p999_us: med(|m| m.p999_us),
+                        mib_per_s: some_med(|m| m.mib_per_s),
                         cpu_ns_per_req: med(|m| m.cpu_ns_per_req),
+                        cpu_ns_per_kib: some_med(|m| m.cpu_ns_per_kib),
                         syscalls_per_req: (!sys.is_empty()).then(|| median(sys)),
                         syscalls_source: rs.first().map_or("none", |r| r.m.syscalls_source),
                         loadgen_cpu_pct: med(|m| m.loadgen_cpu_pct),
@@ -462,38 +583,55 @@ fn print_table(plan: &Plan, cpus: &[usize], perf: bool, rows: &[Row], idle: &[Id
         plan.rounds,
         plan.duration.as_secs_f64()
     );
-    println!("| workload | workers | server | req/s | vs tokio | p50 µs | p99 µs | p99.9 µs | CPU ns/req | syscalls/req | loadgen CPU |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workload | workers | server | req/s | vs tokio | MiB/s | p50 µs | p99 µs | p99.9 µs | CPU ns/req | CPU ns/KiB | CPU vs tokio | syscalls/req | loadgen CPU |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let dash = || "-".to_string();
     for r in rows {
         let tokio = rows
             .iter()
-            .find(|t| t.workload == r.workload && t.workers == r.workers && t.server == "tokio")
-            .map(|t| t.m.rps);
-        let ratio = tokio.map_or("-".to_string(), |t| format!("{:.2}x", r.m.rps / t));
-        let sys = r.m.syscalls_per_req.map_or("-".to_string(), |s| format!("{s:.3}"));
+            .find(|t| t.workload == r.workload && t.workers == r.workers && t.server == "tokio");
+        let ratio = tokio.map_or_else(dash, |t| format!("{:.2}x", r.m.rps / t.m.rps));
+        let cpu_ratio =
+            tokio.map_or_else(dash, |t| format!("{:.2}x", r.m.cpu_ns_per_req / t.m.cpu_ns_per_req));
+        let sys = r.m.syscalls_per_req.map_or_else(dash, |s| format!("{s:.3}"));
+        let mib = r.m.mib_per_s.map_or_else(dash, |m| format!("{m:.1}"));
+        let per_kib = r.m.cpu_ns_per_kib.map_or_else(dash, |n| format!("{n:.0}"));
         println!(
-            "| {:?} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0}% |",
-            r.workload,
+            "| {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0}% |",
+            r.workload.name(),
             r.workers,
             r.server,
             r.m.rps,
             ratio,
+            mib,
             r.m.p50_us,
             r.m.p99_us,
             r.m.p999_us,
             r.m.cpu_ns_per_req,
+            per_kib,
+            cpu_ratio,
             sys,
             r.m.loadgen_cpu_pct
         );
     }
     println!(
-        "\nsyscalls/req: {}. Server and load generator on disjoint CPUs only where workers < CPUs.",
+        "\nsyscalls/req: {}. Server and load generator on disjoint CPUs only where workers < CPUs. \
+         CPU: the server process's, per request and per KiB of echoed payload.",
         if perf {
             "perf stat -e raw_syscalls:sys_enter on the server process"
         } else {
             "pollring's driver counters (perf unavailable here; the tokio baseline has none)"
         }
     );
+    if plan.workloads.iter().any(|w| w.is_proxy()) {
+        let (connections, size, depth) = Workload::ProxyBulk.shape(plan);
+        println!(
+            "proxy: the echo load through the server under test (an L4 proxy) to one upstream \
+             echo server (pollring-epoll) that shares the load generator's CPUs; only the \
+             proxy's CPU is counted. proxy-bulk: {size} B messages, depth {depth}, \
+             {connections} connections."
+        );
+    }
     if !idle.is_empty() {
         println!("\n| server | RSS per 10,000 idle echo connections |");
         println!("|---|---:|");

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pollring_bench::compare::{self, Plan};
+use pollring_bench::compare::{self, Plan, Workload};
 use pollring_bench::load::{self, LoadSpec, Proto};
-use pollring_bench::serve::{self, Impl};
+use pollring_bench::serve::{self, Impl, Service};
 
 /// Benchmarks for pollring.
 #[derive(Debug, Parser)]
@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// epoll vs io_uring vs tokio, echo and HTTP, side by side (the main job).
+    /// epoll vs io_uring vs tokio, echo, HTTP and proxy, side by side (the main job).
     Compare {
         /// A few-second smoke run (CI): one round, short windows, 1 worker.
         #[arg(long)]
@@ -49,7 +49,8 @@ enum Command {
         /// Requests in flight per connection (1: no pipelining).
         #[arg(long, default_value_t = 1)]
         depth: usize,
-        /// Workloads: echo, http.
+        /// Workloads: echo, http, proxy (echo through an L4 proxy), proxy-bulk
+        /// (64 KiB messages, depth 4, through the proxy).
         #[arg(long, value_delimiter = ',', default_value = "echo,http")]
         workloads: Vec<String>,
         /// Servers: epoll, uring, tokio.
@@ -95,9 +96,12 @@ enum Command {
         /// epoll, uring or tokio.
         #[arg(long)]
         server: String,
-        /// echo or http.
+        /// echo, http or proxy.
         #[arg(long)]
         proto: String,
+        /// Where `--proto proxy` connects each accepted connection to.
+        #[arg(long)]
+        upstream: Option<SocketAddr>,
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         workers: usize,
@@ -114,7 +118,7 @@ fn proto(s: &str) -> Result<Proto, String> {
     match s {
         "echo" => Ok(Proto::Echo),
         "http" => Ok(Proto::Http),
-        _ => Err(format!("unknown workload {s:?}: expected echo or http")),
+        _ => Err(format!("unknown protocol {s:?}: expected echo or http")),
     }
 }
 
@@ -147,7 +151,10 @@ fn run(command: Command) -> Result<(), String> {
                 .collect::<Result<Vec<usize>, String>>()?;
             workers.dedup();
             let mut plan = Plan {
-                workloads: workloads.iter().map(|w| proto(w)).collect::<Result<_, _>>()?,
+                workloads: workloads
+                    .iter()
+                    .map(|w| Workload::parse(w))
+                    .collect::<Result<_, _>>()?,
                 servers: servers.iter().map(|s| Impl::parse(s)).collect::<Result<_, _>>()?,
                 workers,
                 rounds: rounds.max(1),
@@ -195,8 +202,9 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve { server, proto: p, workers, addr, cpus } => {
-            serve::serve(Impl::parse(&server)?, proto(&p)?, workers.max(1), addr, &cpus)
+        Command::Serve { server, proto: p, upstream, workers, addr, cpus } => {
+            let service = Service::parse(&p, upstream)?;
+            serve::serve(Impl::parse(&server)?, service, workers.max(1), addr, &cpus)
                 .map_err(|e| e.to_string())
         }
     }
