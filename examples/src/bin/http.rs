@@ -1,7 +1,8 @@
 //! HTTP/1.1 server: `http [--backend epoll|uring|auto] [--workers N] [--addr HOST:PORT]
 //! [--max-head BYTES] [--max-headers N] [--max-body BYTES]`.
 //!
-//! Routes: `GET /plaintext`, `GET /json`, `GET /`, `POST /echo`.
+//! Routes: `GET /plaintext`, `GET /json`, `GET /`, `POST /echo`, `GET /sleep?ms=N`
+//! (N <= 1000: sleeps on the offload pool, then answers 200).
 
 use clap::Parser;
 use pollring_examples::http::{Http, Limits};

@@ -5,11 +5,12 @@
 //!   usable on its own.
 //! * [`date`] — the `Date` header value, formatted once per second.
 //! * [`Http`] — the [`Handler`](pollring::Handler) serving
-//!   `GET /plaintext`, `GET /json`, `GET /` and `POST /echo`.
+//!   `GET /plaintext`, `GET /json`, `GET /`, `POST /echo`, and
+//!   `GET /sleep?ms=N`: blocking work on the offload pool.
 
 pub mod date;
 pub mod parser;
 mod server;
 
 pub use parser::Limits;
-pub use server::{Http, HttpConn, OUTPUT_BUDGET};
+pub use server::{Http, HttpConn, Slept, MAX_SLEEP_MS, OUTPUT_BUDGET};

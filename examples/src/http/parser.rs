@@ -486,7 +486,7 @@ pub trait Stream {
     fn consume(&mut self, n: usize);
 }
 
-impl Stream for Cx<'_> {
+impl<M: Send + 'static> Stream for Cx<'_, M> {
     fn len(&mut self) -> usize {
         self.input().len()
     }

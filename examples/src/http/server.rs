@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pollring::{Cx, Handler, WorkerCx};
+use pollring::{Handler, WorkerCx};
 
 use super::date::DateCache;
 use super::parser::{BodyKind, Error, Limits, Parser, Progress, Request, RequestReader, Version};
@@ -17,8 +17,20 @@ const KEEP_BODY_CAPACITY: usize = 64 * 1024;
 /// pipelines without reading cannot make the server buffer without bound.
 pub const OUTPUT_BUDGET: usize = 1024 * 1024;
 
+/// The longest `GET /sleep?ms=N` accepted (longer: 400).
+pub const MAX_SLEEP_MS: u64 = 1000;
+
+/// The callbacks' view of a connection, with [`Http`]'s message type.
+type Cx<'a> = pollring::Cx<'a, Slept>;
+
+/// What an offloaded `GET /sleep` sends back to its connection's worker:
+/// the time it slept. [`Http`]'s [`Handler::Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slept(pub Duration);
+
 /// An HTTP/1.1 server: `GET /plaintext`, `GET /json` (the TechEmpower
-/// tests), `GET /` and `POST /echo`; `HEAD` for every `GET` route.
+/// tests), `GET /`, `POST /echo` and `GET /sleep?ms=N`; `HEAD` for every
+/// `GET` route.
 ///
 /// Every complete request in a connection's input is answered in order
 /// within one [`Handler::on_data`] call, so pipelined responses coalesce in
@@ -27,6 +39,15 @@ pub const OUTPUT_BUDGET: usize = 1024 * 1024;
 /// output buffer space; the plaintext and JSON paths allocate nothing.
 /// A request that breaks the syntax or a [`Limits`] is answered with its
 /// status (400, 413, 431, 501, 505) and the connection closed.
+///
+/// `GET /sleep?ms=N` (N at most [`MAX_SLEEP_MS`], else 400) stands for
+/// blocking work: it sleeps on the server's offload pool
+/// ([`Cx::offload`](pollring::Cx::offload)), never on the worker, and is
+/// answered `200` when the result comes back in [`Handler::on_message`];
+/// `503` if the offload queue is full. Responses stay in request order:
+/// while a sleep is pending, its connection stops receiving
+/// ([`pause_recv`](pollring::Cx::pause_recv)) and requests pipelined
+/// behind it stay unparsed in the input until its answer is written.
 ///
 /// # Examples
 /// ```no_run
@@ -64,6 +85,10 @@ impl Http {
     /// reaches [`OUTPUT_BUDGET`] (the rest waits for `on_drained`).
     fn serve(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) {
         loop {
+            if conn.sleeping.is_some() {
+                // Later requests wait for the sleep's answer (in order).
+                return;
+            }
             // Once the peer has finished sending no more input can come, and
             // no `on_drained` will either: answer everything.
             if conn.current.is_none()
@@ -89,7 +114,14 @@ impl Http {
                     }
                 }
                 Ok(Progress::BodyDone) => {
-                    let Some(pending) = conn.current.take() else { continue };
+                    let Some(mut pending) = conn.current.take() else { continue };
+                    if let Route::Sleep { ms } = pending.route {
+                        if start_sleep(cx, ms) {
+                            conn.sleeping = Some(pending);
+                            return;
+                        }
+                        pending.route = Route::Unavailable;
+                    }
                     respond(cx, self.date.as_bytes(), pending, &conn.body);
                     conn.body.clear();
                     if conn.body.capacity() > KEEP_BODY_CAPACITY {
@@ -120,6 +152,34 @@ pub struct HttpConn {
     current: Option<Pending>,
     /// The body of `current`, when its route needs it.
     body: Vec<u8>,
+    /// A `GET /sleep` on the offload pool, answered in `on_message`; the
+    /// requests behind it wait.
+    sleeping: Option<Pending>,
+}
+
+/// Offloads a sleep of `ms` milliseconds and holds the connection's later
+/// requests until it is answered. `false` if the offload pool refused it
+/// (answer 503).
+fn start_sleep(cx: &mut Cx<'_>, ms: u64) -> bool {
+    let nap = Duration::from_millis(ms);
+    match cx.offload(move || {
+        std::thread::sleep(nap);
+        Slept(nap)
+    }) {
+        Ok(()) => {
+            // Nothing more is read until the answer is written: requests
+            // pipelined behind this one stay unparsed, in order. Half-close
+            // keeps the connection open for the answer if the client has
+            // already sent FIN (`on_data` and `on_message` close it then).
+            cx.pause_recv();
+            cx.set_half_close(true);
+            true
+        }
+        Err(error) => {
+            tracing::debug!(id = %cx.id(), %error, "sleep not offloaded; 503");
+            false
+        }
+    }
 }
 
 /// What to answer, decided from the head.
@@ -129,8 +189,18 @@ enum Route {
     Plaintext,
     Json,
     Echo,
+    /// `GET /sleep?ms=N`, valid N.
+    Sleep {
+        ms: u64,
+    },
+    /// `/sleep` without a valid `ms`.
+    BadSleep,
+    /// A sleep the offload pool had no room for.
+    Unavailable,
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,12 +215,16 @@ struct Pending {
 fn route(req: &Request<'_>) -> Pending {
     let (get, head) = (req.method == "GET", req.method == "HEAD");
     let route = match req.path() {
-        "/" | "/plaintext" | "/json" if !(get || head) => {
+        "/" | "/plaintext" | "/json" | "/sleep" if !(get || head) => {
             Route::MethodNotAllowed { allow: "GET, HEAD" }
         }
         "/" => Route::Index,
         "/plaintext" => Route::Plaintext,
         "/json" => Route::Json,
+        "/sleep" => match sleep_ms(req.target) {
+            Some(ms) => Route::Sleep { ms },
+            None => Route::BadSleep,
+        },
         "/echo" if req.method == "POST" => Route::Echo,
         "/echo" => Route::MethodNotAllowed { allow: "POST" },
         _ => Route::NotFound,
@@ -158,9 +232,16 @@ fn route(req: &Request<'_>) -> Pending {
     Pending { route, head_only: head, keep_alive: req.keep_alive, version: req.version }
 }
 
+/// The `ms` of `/sleep?ms=N`: an integer up to [`MAX_SLEEP_MS`].
+fn sleep_ms(target: &str) -> Option<u64> {
+    let (_, query) = target.split_once('?')?;
+    let ms = query.split('&').find_map(|pair| pair.strip_prefix("ms="))?;
+    ms.parse().ok().filter(|&ms| ms <= MAX_SLEEP_MS)
+}
+
 impl Handler for Http {
     type Conn = HttpConn;
-    type Message = ();
+    type Message = Slept;
 
     fn on_open(&mut self, _cx: &mut Cx<'_>) -> HttpConn {
         HttpConn::default()
@@ -168,6 +249,23 @@ impl Handler for Http {
 
     fn on_data(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) {
         self.serve(conn, cx);
+        // A connection that ever slept opted into half-close: once the
+        // client's FIN is in and nothing is pending, close it ourselves.
+        if cx.is_read_closed() && conn.sleeping.is_none() {
+            cx.close();
+        }
+    }
+
+    /// A sleep is over: answer it, then the requests that waited behind it.
+    fn on_message(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>, _slept: Slept) {
+        let Some(pending) = conn.sleeping.take() else { return };
+        respond(cx, self.date.as_bytes(), pending, &[]);
+        if !pending.keep_alive {
+            cx.close();
+            return;
+        }
+        cx.resume_recv();
+        self.on_data(conn, cx);
     }
 
     /// Output drained: requests left unanswered for the output budget are
@@ -176,7 +274,7 @@ impl Handler for Http {
         self.serve(conn, cx);
     }
 
-    fn on_tick(&mut self, _cx: &mut WorkerCx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, _cx: &mut WorkerCx<'_, Slept>) -> Option<Duration> {
         let now = SystemTime::now();
         self.date.update(now);
         // Wake just after the next whole second.
@@ -258,14 +356,14 @@ fn connection_header(p: &Pending) -> Option<&'static str> {
 }
 
 fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
-    let mut json = [0u8; 64];
+    let mut small = [0u8; 64];
     let (status, content_type, body, extra): (_, _, &[u8], _) = match p.route {
         Route::Plaintext => ("200 OK", "text/plain", b"Hello, World!", ""),
         Route::Json => {
-            let mut out = Out::new(&mut json);
+            let mut out = Out::new(&mut small);
             json_message(&mut out, "Hello, World!");
             let n = out.finish().unwrap_or(0);
-            ("200 OK", "application/json", &json[..n], "")
+            ("200 OK", "application/json", &small[..n], "")
         }
         Route::Index => (
             "200 OK",
@@ -274,6 +372,23 @@ fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
             "",
         ),
         Route::Echo => ("200 OK", "application/octet-stream", body, ""),
+        Route::Sleep { ms } => {
+            let mut out = Out::new(&mut small);
+            out.put(b"slept ");
+            out.put_u64(ms);
+            out.put(b" ms\n");
+            let n = out.finish().unwrap_or(0);
+            ("200 OK", "text/plain", &small[..n], "")
+        }
+        Route::BadSleep => (
+            "400 Bad Request",
+            "text/plain",
+            b"Bad Request: /sleep takes ms=N, N an integer up to 1000\n",
+            "",
+        ),
+        Route::Unavailable => {
+            ("503 Service Unavailable", "text/plain", b"Service Unavailable\n", "")
+        }
         Route::NotFound => ("404 Not Found", "text/plain", b"Not Found\n", ""),
         Route::MethodNotAllowed { allow: "POST" } => {
             ("405 Method Not Allowed", "text/plain", b"Method Not Allowed\n", "Allow: POST\r\n")
