@@ -53,9 +53,11 @@ fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
     }
 }
 
-/// A connection that can still take output.
+/// A connection that can still take output (not once its FIN is out: after
+/// `shutdown_write` and the peer's FIN it drains, and a write would fail
+/// with `EPIPE`).
 fn writable(ios: &mut Slots<ConnIo>, id: ConnId) -> Result<&mut ConnIo, Gone> {
-    ios.get_mut(id).filter(|io| io.phase.writable()).ok_or(Gone)
+    ios.get_mut(id).filter(|io| io.phase.writable() && !io.fin_sent).ok_or(Gone)
 }
 
 impl<M: Send + 'static> WorkerState<M> {

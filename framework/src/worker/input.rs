@@ -153,6 +153,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(io) = self.st.ios.get_mut(id) else { return };
         match io.phase.peer_fin() {
             OnFin::Deliver => {
+                // From WriteClosed the FIN ends the connection: the flush closes it.
+                self.st.mark_dirty(id);
                 if self.unpark(id) {
                     self.mark_data(id);
                 }
