@@ -1,17 +1,24 @@
 //! Servers built on pollring, and the pieces they share.
 //!
 //! * `echo` — writes back every byte (zero-copy with [`Cx::forward`]).
-//! * `http` — HTTP/1.1: keep-alive, pipelining, TechEmpower plaintext/json.
+//! * `http` — HTTP/1.1: keep-alive, pipelining, TechEmpower plaintext/json,
+//!   and blocking work on the offload pool (`GET /sleep?ms=N`).
 //! * `resp` — a Redis-protocol (RESP2) key-value server.
+//! * `chat` — a chat room across workers: connection handles
+//!   ([`Cx::conn`]) for the members of one worker, messages
+//!   ([`Sender::send_to_worker`]) for the others.
 //!
 //! Each binary takes the same flags ([`ServerArgs`]): `--backend`,
 //! `--workers`, `--addr`, on top of the `POLLRING_*` environment variables.
 //!
 //! [`Cx::forward`]: pollring::Cx::forward
+//! [`Cx::conn`]: pollring::Cx::conn
+//! [`Sender::send_to_worker`]: pollring::Sender::send_to_worker
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod echo;
 #[doc(hidden)]
 pub mod fuzzing;
