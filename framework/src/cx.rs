@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use pollring_backends::buf::{Chain, Chunks, Pool};
@@ -19,11 +20,17 @@ use crate::WorkerId;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     index: u32,
-    generation: u32,
+    /// Never zero, so `Option<ConnId>` takes no more room than a `ConnId`.
+    generation: NonZeroU32,
 }
 
 impl ConnId {
+    /// Generation 0 is never handed out; it is read as 1.
     pub(crate) const fn new(index: u32, generation: u32) -> ConnId {
+        let generation = match NonZeroU32::new(generation) {
+            Some(g) => g,
+            None => NonZeroU32::MIN,
+        };
         ConnId { index, generation }
     }
 
@@ -32,12 +39,12 @@ impl ConnId {
     }
 
     pub(crate) const fn generation(self) -> u32 {
-        self.generation
+        self.generation.get()
     }
 
     /// The id as one number (for logs and maps).
     pub const fn as_u64(self) -> u64 {
-        ((self.generation as u64) << 32) | self.index as u64
+        ((self.generation.get() as u64) << 32) | self.index as u64
     }
 }
 

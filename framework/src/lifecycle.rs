@@ -258,6 +258,14 @@ mod tests {
     }
 
     #[test]
+    fn close_after_shutdown_write_drains_without_a_second_fin() {
+        let mut p = Phase::WriteClosed;
+        p.close(CloseReason::Local);
+        assert_eq!(p, Phase::Draining { reason: CloseReason::Local, peer_fin: false });
+        assert_eq!(p.drained(later()), OnDrained::Linger, "lingers for the peer's EOF");
+    }
+
+    #[test]
     fn shutdown_write_after_peer_fin_is_a_close() {
         let mut p = Phase::ReadClosed;
         assert!(!p.shutdown_write(), "closing sends the FIN");

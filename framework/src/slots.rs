@@ -36,13 +36,14 @@ impl<T> Slots<T> {
         if let Some(index) = self.free.pop() {
             let entry = &mut self.entries[index as usize];
             debug_assert!(entry.value.is_none());
-            entry.generation = entry.generation.wrapping_add(1);
+            // Generations run 1..=u32::MAX and wrap to 1 (0 is never used).
+            entry.generation = entry.generation.checked_add(1).unwrap_or(1);
             entry.value = Some(value);
             return ConnId::new(index, entry.generation);
         }
         let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 connections");
-        self.entries.push(Entry { generation: 0, value: Some(value) });
-        ConnId::new(index, 0)
+        self.entries.push(Entry { generation: 1, value: Some(value) });
+        ConnId::new(index, 1)
     }
 
     /// The value of `id`, unless its slot was freed (or reused) since.
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn ids_past_the_table_name_nothing() {
         let mut slots: Slots<u8> = Slots::new();
-        assert_eq!(slots.get_mut(ConnId::new(7, 0)), None);
-        assert_eq!(slots.remove(ConnId::new(7, 0)), None);
+        assert_eq!(slots.get_mut(ConnId::new(7, 1)), None);
+        assert_eq!(slots.remove(ConnId::new(7, 1)), None);
     }
 }

@@ -176,7 +176,7 @@ impl<M: Send + 'static> WorkerState<M> {
         opener: Option<ConnId>,
     ) -> ConnId {
         let until = self.now_ms.after(timeout);
-        let mut io = ConnIo::new(None, Phase::Connecting { until: Some(until) }, self.now_ms);
+        let mut io = ConnIo::new(Phase::Connecting { until: Some(until) }, self.now_ms);
         io.peer = Some(addr);
         io.outbound = true;
         io.opener = opener;

@@ -37,7 +37,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
         };
         self.accepted += 1;
-        let mut io = ConnIo::new(None, Phase::Open, self.st.now_ms);
+        let mut io = ConnIo::new(Phase::Open, self.st.now_ms);
         io.peer = peer;
         let id = self.st.ios.insert(io);
         self.bind_token(id, token);

@@ -245,18 +245,18 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn id_of(&self, token: Token) -> Option<ConnId> {
         let id = *self.by_token.get(token.index())?;
         let io = self.st.ios.get(id)?;
-        (io.token == Some(token)).then_some(id)
+        (io.token() == Some(token)).then_some(id)
     }
 
     /// Records that driver token `token` is connection `id`'s.
     fn bind_token(&mut self, id: ConnId, token: Token) {
         let index = token.index();
         if self.by_token.len() <= index {
-            self.by_token.resize(index + 1, ConnId::new(u32::MAX, 0));
+            self.by_token.resize(index + 1, ConnId::new(u32::MAX, 1));
         }
         self.by_token[index] = id;
         if let Some(io) = self.st.ios.get_mut(id) {
-            io.token = Some(token);
+            io.set_token(token);
         }
     }
 

@@ -36,7 +36,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let write_timeout = self.st.limits.write;
         let Some(io) = self.st.ios.get_mut(id) else { return };
         io.listed = false;
-        let Some(token) = io.token else { return }; // not connected yet
+        let Some(token) = io.token() else { return }; // not connected yet
         if !io.phase.flushes() {
             if !matches!(io.phase, Phase::Closing(_)) {
                 self.sync_recv(id);
@@ -91,7 +91,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// Tells the driver to receive or not, as the phase and pauses say.
     pub(super) fn sync_recv(&mut self, id: ConnId) {
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        let Some(token) = io.token else { return };
+        let Some(token) = io.token() else { return };
         if matches!(io.phase, Phase::Closing(_) | Phase::Connecting { .. }) {
             return;
         }
@@ -151,7 +151,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 // the kernel answer with a reset, which can destroy the
                 // response on its way: send FIN and read until its EOF.
                 io.arm(id, &mut self.st.wheel, until);
-                if let Some(token) = io.token {
+                if let Some(token) = io.token() {
                     if !std::mem::replace(&mut io.fin_sent, true) {
                         self.driver.shutdown_write(token);
                     }
@@ -182,7 +182,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             return;
         }
         io.output.clear(pool);
-        match io.token {
+        match io.token() {
             Some(token) => self.driver.close(token),
             // Never reached the driver: nothing to wait for.
             None => self.release(id),
