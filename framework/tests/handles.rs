@@ -41,6 +41,8 @@ struct Side {
 
 /// What `!close` and `!abort` write to the pair before closing it.
 const BIG: usize = 1 << 20;
+/// What `!flood` writes to the pair.
+const FLOOD: usize = 4 << 20;
 
 /// The first two connections of a worker pair up, then the next two, and
 /// so on. Each line a connection sends is written to its pair
@@ -48,7 +50,11 @@ const BIG: usize = 1 << 20;
 ///
 /// * `!fwd`: from here on every byte is moved with `forward_to`;
 /// * `!close` / `!abort`: [`BIG`] bytes to the pair, then close / abort it;
-/// * `!pause` / `!resume`: its receiving, answered `paused` / `resumed`.
+/// * `!pause` / `!resume`: its receiving, answered `paused` / `resumed`;
+/// * `!feed`: this connection becomes the pair's feeder (its reading
+///   pauses while the pair's output is over the high-water mark),
+///   answered `feeding`;
+/// * `!flood`: [`FLOOD`] bytes to the pair, answered `flooded`.
 ///
 /// When the pair is gone, the sender gets `gone:` and its input back.
 struct Pair {
@@ -122,6 +128,8 @@ impl Handler for Pair {
                 b"!abort\n" => pair.write(&self.big).and_then(|()| pair.abort()),
                 b"!pause\n" => pair.pause_recv(),
                 b"!resume\n" => pair.resume_recv(),
+                b"!feed\n" => pair.set_feeder(side.id),
+                b"!flood\n" => (0..FLOOD / BIG).try_for_each(|_| pair.write(&self.big)),
                 _ => pair.write(&line),
             };
             if done.is_err() {
@@ -132,6 +140,8 @@ impl Handler for Pair {
             match &line[..] {
                 b"!pause\n" => cx.write(b"paused\n"),
                 b"!resume\n" => cx.write(b"resumed\n"),
+                b"!feed\n" => cx.write(b"feeding\n"),
+                b"!flood\n" => cx.write(b"flooded\n"),
                 _ => {}
             }
         }
@@ -159,8 +169,13 @@ struct Paired {
 impl Paired {
     #[track_caller]
     fn start(backend: Backend) -> Paired {
+        Paired::start_with(config(backend))
+    }
+
+    #[track_caller]
+    fn start_with(config: pollring::ConfigBuilder) -> Paired {
         let (tx, reports) = mpsc::channel();
-        let server = start(config(backend), move |_| Pair::new(tx.clone()));
+        let server = start(config, move |_| Pair::new(tx.clone()));
         let a = connect(server.local_addr());
         let a_id = opened(&reports);
         let b = connect(server.local_addr());
@@ -348,6 +363,141 @@ fn pause_and_resume_the_pair(backend: Backend) {
     assert_eq!(read_line(&mut t.a), "after\n");
 }
 
+/// Reads everything, however the stream ends (EOF or reset); the bytes.
+fn drain(s: &mut TcpStream) -> usize {
+    let (got, err) = read_to_end(s);
+    if let Some(err) = err {
+        assert!(
+            !matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "expected the server to end the stream: {err}"
+        );
+    }
+    got.len()
+}
+
+/// A round trip on a fresh connection makes the worker turn (io_uring
+/// refills its buffer ring at the start of a turn, after the stats of the
+/// last one were published), then the pool must be back to `idle`.
+#[track_caller]
+fn pool_back_to(server: &ServerHandle, reports: &mpsc::Receiver<Report>, idle: usize) {
+    let mut probe = connect(server.local_addr());
+    opened(reports);
+    let mut partner = connect(server.local_addr());
+    opened(reports);
+    probe.write_all(b"ping\n").unwrap();
+    assert_eq!(read_line(&mut partner), "ping\n");
+    drop((probe, partner));
+    eventually(IO_TIMEOUT, "every pool buffer back", || {
+        let s = server.stats();
+        s.connections <= 1 && s.pool_in_use == idle
+    });
+}
+
+fn abort_drops_output_in_flight_and_its_buffers(backend: Backend) {
+    let mut t = Paired::start(backend);
+    let idle = t.server.stats().pool_in_use;
+    let b_id = t.b_id;
+    // 16 MiB for B, whose client does not read: the kernel takes a few MiB,
+    // the rest stays with the server, some of it in the driver's hands.
+    t.a.write_all(&b"!flood\n".repeat(4)).unwrap();
+    for _ in 0..4 {
+        assert_eq!(read_line(&mut t.a), "flooded\n");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(t.server.stats().pool_in_use > idle + 100, "B's output is held by the server");
+    let asked = Instant::now();
+    t.a.write_all(b"!abort\n").unwrap();
+    expect(&t.reports, "B closed", |r| *r == Report::Closed(b_id, CloseReason::Local));
+    assert!(asked.elapsed() < Duration::from_secs(1), "aborted after {:?}", asked.elapsed());
+    let got = drain(&mut t.b);
+    eprintln!("B got {got} of {} bytes before the abort", 4 * FLOOD);
+    assert!(got <= 3 * FLOOD, "B got {got} bytes: its pending output was not dropped");
+    t.a.write_all(b"x\n").unwrap();
+    assert_eq!(read_n(&mut t.a, 7), b"gone:x\n");
+    expect(&t.reports, "Gone", |r| matches!(r, Report::Gone { .. }));
+    pool_back_to(&t.server, &t.reports, idle);
+}
+
+fn close_of_a_paused_pair_does_not_wait_out_the_linger(backend: Backend) {
+    let mut t = Paired::start(backend);
+    let b_id = t.b_id;
+    t.a.write_all(b"!pause\n").unwrap();
+    assert_eq!(read_line(&mut t.a), "paused\n");
+    t.a.write_all(b"!close\n").unwrap();
+    assert_eq!(drain(&mut t.b), BIG);
+    let eof = Instant::now();
+    drop(t.b);
+    expect(&t.reports, "B closed", |r| *r == Report::Closed(b_id, CloseReason::Local));
+    assert!(
+        eof.elapsed() < Duration::from_secs(1),
+        "closed {:?} after its peer's EOF: the linger did not see it",
+        eof.elapsed()
+    );
+}
+
+/// Forwarding into a pair whose client does not read: with the sender as
+/// the pair's feeder, the sender stops receiving while the pair's output
+/// is over the high-water mark, so the server holds a bounded amount;
+/// every byte arrives once the pair's client reads.
+fn a_slow_pair_pauses_its_feeder(backend: Backend) {
+    const HIGH: usize = 256 * 1024;
+    const LOW: usize = 64 * 1024;
+    const BUF: usize = 16 * 1024;
+    const PER_TURN: usize = 16;
+    let mut epoll = pollring::EpollConfig::default();
+    epoll.recv_budget = PER_TURN;
+    let mut uring = pollring::UringConfig::default();
+    uring.buf_ring_entries = PER_TURN as u32;
+    let mut t = Paired::start_with(
+        config(backend).buf_size(BUF).high_water(HIGH).low_water(LOW).epoll(epoll).uring(uring),
+    );
+    t.a.write_all(b"!feed\n").unwrap();
+    assert_eq!(read_line(&mut t.a), "feeding\n");
+    let data = pattern(16 << 20, 12);
+    let mut w = t.a.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(b"!fwd\n").unwrap();
+        w.write_all(&sent).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    // The pair's output, plus what one turn can receive before the pause.
+    let bound = HIGH + PER_TURN * BUF;
+    let stalled = t.server.stats().buffered_peak;
+    assert!(stalled <= bound, "buffered {stalled} bytes for the pair, bound {bound}");
+    let got = read_n(&mut t.b, data.len());
+    writer.join().unwrap();
+    assert!(got == data, "every byte, in order, after the stall");
+    let peak = t.server.stats().buffered_peak;
+    assert!(peak <= bound, "peak {peak} over {bound} while draining");
+}
+
+/// A feeder paused for its pair's output must not stay paused when that
+/// pair goes away with the output still pending.
+fn a_feeder_resumes_when_its_pair_goes(backend: Backend) {
+    let mut t = Paired::start(backend);
+    let b_id = t.b_id;
+    t.a.write_all(b"!feed\n").unwrap();
+    assert_eq!(read_line(&mut t.a), "feeding\n");
+    // 16 MiB for B, whose client does not read: far over the high-water
+    // mark, so A stops receiving.
+    t.a.write_all(&b"!flood\n".repeat(4)).unwrap();
+    for _ in 0..4 {
+        assert_eq!(read_line(&mut t.a), "flooded\n");
+    }
+    t.a.write_all(b"y\n").unwrap();
+    assert_silent(&mut t.a, Duration::from_millis(300), "A, paused while B's output is high");
+    // B's client resets: B closes, its pending output dropped.
+    socket2::SockRef::from(&t.b).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(t.b);
+    expect(&t.reports, "B closed", |r| matches!(r, Report::Closed(id, _) if *id == b_id));
+    t.a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = [0u8; 7];
+    let read = std::io::Read::read_exact(&mut t.a, &mut answer);
+    assert!(read.is_ok(), "A is still paused 2 s after its pair closed: {read:?}");
+    assert_eq!(&answer, b"gone:y\n");
+}
+
 on_both_backends!(
     lines_reach_the_pair,
     forward_to_moves_bytes_to_the_pair_byte_exact,
@@ -356,4 +506,8 @@ on_both_backends!(
     close_of_the_pair_waits_for_its_output,
     abort_of_the_pair_drops_it_at_once,
     pause_and_resume_the_pair,
+    abort_drops_output_in_flight_and_its_buffers,
+    close_of_a_paused_pair_does_not_wait_out_the_linger,
+    a_slow_pair_pauses_its_feeder,
+    a_feeder_resumes_when_its_pair_goes,
 );
