@@ -34,6 +34,13 @@
 //! may still mention it). The driver never closes a connection by itself:
 //! an I/O failure is an [`Event::Error`], end of stream an [`Event::Eof`].
 //!
+//! **Outbound connections.** [`Driver::connect`] hands out a token at once;
+//! the outcome comes later, from a turn, as exactly one [`Event::Connected`],
+//! before any other event of the token. After `Connected { result: Ok(()) }`
+//! the connection is like an accepted one; after an `Err` nothing more is
+//! emitted for it until `close`. A connection closed before its outcome
+//! reports only `Closed`.
+//!
 //! **Backpressure.** [`Driver::pause_recv`] stops receiving for a connection
 //! (already completed receives may still be delivered); [`Driver::resume_recv`]
 //! starts again without losing or reordering bytes. When the pool runs low the
@@ -209,7 +216,8 @@ pub trait Driver {
     fn add(&mut self, fd: OwnedFd) -> io::Result<Token>;
 
     /// Starts a non-blocking connect to `addr` (io_uring: `IORING_OP_CONNECT`;
-    /// epoll: `connect` then `EPOLLOUT`). The token is live at once; exactly
+    /// epoll: `connect` then `EPOLLOUT`) from a new TCP socket with
+    /// `TCP_NODELAY`, as accepted sockets have. The token is live at once; exactly
     /// one [`Event::Connected`] reports the outcome, unless the connection
     /// is closed first. Until `Connected { result: Ok(()) }` the driver
     /// neither receives nor sends for it: the caller must not call

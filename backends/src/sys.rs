@@ -129,10 +129,18 @@ pub(crate) fn sendmsg(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
     syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)).map(|n| n as usize)
 }
 
-/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family, with
+/// `TCP_NODELAY` like accepted sockets (which inherit it from their
+/// listener, see [`crate::net::bind_reuseport`]).
 pub(crate) fn tcp_socket(addr: &SocketAddr) -> io::Result<socket2::Socket> {
     let ty = socket2::Type::STREAM.nonblocking().cloexec();
-    socket2::Socket::new(socket2::Domain::for_address(*addr), ty, Some(socket2::Protocol::TCP))
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(*addr),
+        ty,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket)
 }
 
 /// Starts a non-blocking connect: `Ok(true)` if it completed at once,

@@ -439,6 +439,36 @@ fn close_while_connecting<D: Make>() {
     assert_eq!(closed, 1);
 }
 
+/// Closed while the kernel is really still connecting: a listener with
+/// backlog 0 whose queue is full drops the SYN, so the connect stays in
+/// flight (its first retransmit is a second away). One `Closed`, no
+/// `Connected`.
+fn close_while_in_flight<D: Make>() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let _waiting = TcpStream::connect(addr).unwrap(); // fills the queue
+    let mut d = D::make(pool(4096, 2048));
+    let t = d.connect(addr).unwrap();
+    let mut events = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(150) {
+        d.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+    }
+    assert!(events.is_empty(), "the full accept queue holds the connect back: {events:?}");
+    d.close(t);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        d.turn(Some(Duration::from_millis(10)), &mut events).unwrap();
+    }
+    assert!(
+        matches!(events[..], [Event::Closed { token }] if token == t),
+        "exactly one Closed and no Connected: {events:?}"
+    );
+}
+
 /// 200 concurrent connects to one listener all connect.
 fn many_concurrent_connects<D: Make>() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -471,5 +501,6 @@ on_both_drivers!(
     connect_then_both_ways,
     connect_refused_then_closed,
     close_while_connecting,
+    close_while_in_flight,
     many_concurrent_connects,
 );

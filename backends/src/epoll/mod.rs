@@ -500,7 +500,7 @@ impl Driver for Epoll {
     }
 
     fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
-        self.stats.syscalls += 2;
+        self.stats.syscalls += 3; // socket, setsockopt, connect
         let socket = sys::tcp_socket(&addr)?;
         let done = sys::start_connect(&socket, &addr)?;
         let fd = OwnedFd::from(socket);

@@ -653,7 +653,7 @@ impl Driver for Uring {
     }
 
     fn connect(&mut self, addr: std::net::SocketAddr) -> io::Result<Token> {
-        self.stats.syscalls += 1;
+        self.stats.syscalls += 2; // socket, setsockopt
         let socket = sys::tcp_socket(&addr)?;
         let index = self.conns.vacant_key();
         if index >= self.generations.len() {

@@ -169,7 +169,7 @@ pub(super) fn check_config(config: &UringConfig) -> Result<(), UringError> {
 }
 
 /// The opcodes the driver submits, with their names for the error.
-const REQUIRED_OPCODES: [(u8, &str); 8] = [
+const REQUIRED_OPCODES: [(u8, &str); 9] = [
     (opcode::AcceptMulti::CODE, "ACCEPT"),
     (opcode::RecvMulti::CODE, "RECV"),
     (opcode::Send::CODE, "SEND"),
@@ -178,6 +178,7 @@ const REQUIRED_OPCODES: [(u8, &str); 8] = [
     (opcode::PollAdd::CODE, "POLL_ADD"),
     (opcode::Timeout::CODE, "TIMEOUT"),
     (opcode::Shutdown::CODE, "SHUTDOWN"),
+    (opcode::Connect::CODE, "CONNECT"),
 ];
 
 /// Checks the features and opcodes of a built ring.
