@@ -39,10 +39,14 @@ fn kind(error: &ConnectError) -> &'static str {
 }
 
 /// A line protocol for clients: `dial ADDR MS` connects to ADDR with a
-/// timeout of MS milliseconds and writes `hello upstream` to it at once
-/// (queued until it connects), answered `dialing`, then `open` or `error
+/// timeout of MS milliseconds and writes `hello upstream` and [`QUEUED`]
+/// bytes to it at once (queued until it connects), answered `dialing`, then `open` or `error
 /// KIND`; `cancel` closes the outbound connection (`cancelled`); any other
 /// line goes to the outbound connection, and what it receives comes back.
+/// Bytes written to an outbound connection while it connects, after its
+/// `hello upstream` line.
+const QUEUED: usize = 256 * 1024;
+
 struct Dialer {
     /// Client connection → its outbound connection.
     dialed: HashMap<ConnId, ConnId>,
@@ -91,7 +95,10 @@ impl Handler for Dialer {
                     let id = cx.connect(addr, timeout);
                     self.dialed.insert(me, id);
                     let _ = self.report.send(Report::Dialing { id, opener: me });
-                    let queued = cx.conn(id).and_then(|mut up| up.write(b"hello upstream\n"));
+                    let queued = cx.conn(id).and_then(|mut up| {
+                        up.write(b"hello upstream\n")?;
+                        up.write(&pattern(QUEUED, 13))
+                    });
                     assert_eq!(queued, Ok(()), "a connecting connection takes writes");
                     cx.write(b"dialing\n");
                 }
@@ -164,6 +171,20 @@ impl Setup {
         }
     }
 
+    /// After a failed connect: the client's lines find the upstream gone,
+    /// and the pool is back to `idle` (the queued write was freed).
+    #[track_caller]
+    fn pool_back_to(&mut self, idle: usize) {
+        // The round trip also makes the worker turn: io_uring refills its
+        // buffer ring at the start of a turn, after the last stats were
+        // published.
+        self.client.write_all(b"ping\n").unwrap();
+        assert_eq!(read_line(&mut self.client), "upstream gone\n");
+        eventually(IO_TIMEOUT, "every pool buffer back", || {
+            self.server.stats().pool_in_use == idle
+        });
+    }
+
     #[track_caller]
     fn failed(&self, id: ConnId, error: &'static str, addr: SocketAddr) {
         let want = Report::Failed { id, opener: Some(self.client_id), error, addr };
@@ -230,6 +251,7 @@ fn an_outbound_connection_opens_with_its_opener(backend: Backend) {
     let id = t.dial(to, 2000);
     let mut up = accept(&upstream);
     assert_eq!(read_line(&mut up), "hello upstream\n", "written while connecting, sent after");
+    assert!(read_n(&mut up, QUEUED) == pattern(QUEUED, 13), "all of it, byte-exact");
     assert_eq!(read_line(&mut t.client), "open\n");
     assert_eq!(
         next(&t.reports),
@@ -254,6 +276,7 @@ fn an_outbound_connection_opens_with_its_opener(backend: Backend) {
 
 fn a_refused_connect_reports_refused(backend: Backend) {
     let mut t = Setup::start(backend);
+    let idle = t.server.stats().pool_in_use;
     let to = closed_port();
     let id = t.dial(to, 2000);
     assert_eq!(read_line(&mut t.client), "error refused\n");
@@ -263,6 +286,7 @@ fn a_refused_connect_reports_refused(backend: Backend) {
     let id = t.dial(to, 2000);
     assert_eq!(read_line(&mut t.client), "error refused\n");
     t.failed(id, "refused", to);
+    t.pool_back_to(idle);
 }
 
 fn a_connect_that_hangs_times_out(backend: Backend) {
@@ -270,6 +294,7 @@ fn a_connect_that_hangs_times_out(backend: Backend) {
         panic!("this kernel answers SYNs past a full accept queue: no hanging connect here");
     };
     let mut t = Setup::start(backend);
+    let idle = t.server.stats().pool_in_use;
     let asked = Instant::now();
     let id = t.dial(to, 200);
     assert_eq!(read_line(&mut t.client), "error timed-out\n");
@@ -281,10 +306,12 @@ fn a_connect_that_hangs_times_out(backend: Backend) {
     );
     t.failed(id, "timed-out", to);
     eventually(IO_TIMEOUT, "only the client is left", || t.server.stats().connections == 1);
+    t.pool_back_to(idle);
 }
 
 fn closing_a_connecting_connection_reports_aborted(backend: Backend) {
     let mut t = Setup::start(backend);
+    let idle = t.server.stats().pool_in_use;
     // Closed in the same callback that asked for it: before any turn.
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let to = upstream.local_addr().unwrap();
@@ -306,6 +333,7 @@ fn closing_a_connecting_connection_reports_aborted(backend: Backend) {
     t.failed(id, "aborted", to);
     eventually(IO_TIMEOUT, "only the client is left", || t.server.stats().connections == 1);
     assert_silent(&mut t.client, Duration::from_millis(100), "one report per connect");
+    t.pool_back_to(idle);
 }
 
 fn shutdown_aborts_a_connecting_connection(backend: Backend) {
