@@ -7,12 +7,17 @@
 //! * `chat` — a chat room across workers: connection handles
 //!   ([`Cx::conn`]) for the members of one worker, messages
 //!   ([`Sender::send_to_worker`]) for the others.
+//! * `proxy` — an L4 TCP proxy: outbound connections ([`Cx::connect`]),
+//!   zero-copy relaying between two connections ([`Cx::forward_to`]),
+//!   half-close and backpressure across the pair.
 //!
 //! Each binary takes the same flags ([`ServerArgs`]): `--backend`,
 //! `--workers`, `--addr`, on top of the `POLLRING_*` environment variables.
 //!
 //! [`Cx::forward`]: pollring::Cx::forward
 //! [`Cx::conn`]: pollring::Cx::conn
+//! [`Cx::connect`]: pollring::Cx::connect
+//! [`Cx::forward_to`]: pollring::Cx::forward_to
 //! [`Sender::send_to_worker`]: pollring::Sender::send_to_worker
 
 #![forbid(unsafe_code)]
@@ -23,6 +28,7 @@ pub mod echo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod proxy;
 pub mod resp;
 
 use std::net::SocketAddr;
