@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use pollring::{Backend, Config, Server};
 use pollring_examples::echo::Echo;
 use pollring_examples::http::Http;
+use pollring_examples::proxy::Proxy;
 
 use crate::baseline;
 
@@ -141,8 +142,8 @@ fn serve_pollring(
     let handle = match service {
         Service::Echo => bound.serve(|_| Echo),
         Service::Http => bound.serve(|_| Http::new()),
-        Service::Proxy { .. } => {
-            return Err(io::Error::other("the pollring proxy handler is not there yet"))
+        Service::Proxy { upstream } => {
+            bound.serve(move |_| Proxy::new(upstream, baseline::PROXY_CONNECT_TIMEOUT))
         }
     }
     .map_err(io::Error::other)?;
