@@ -41,9 +41,11 @@ pub(crate) enum Due {
 pub(crate) struct Pause {
     /// The handler paused it ([`crate::Cx::pause_recv`]).
     pub(crate) handler: bool,
-    /// A connection this one feeds has output over the high-water mark
-    /// (this one itself unless [`crate::Cx::feed`] named another).
-    pub(crate) backpressure: bool,
+    /// How many connections this one feeds have output over the
+    /// high-water mark (this one itself unless [`crate::Cx::set_feeder`]
+    /// named another). A count, so a connection feeding several resumes
+    /// only when all of them have drained.
+    pub(crate) backpressure: u16,
     /// What the driver was last told: `true` after `pause_recv`.
     pub(crate) driver: bool,
 }
@@ -221,7 +223,7 @@ impl ConnIo {
     pub(crate) fn wants_recv(&self) -> bool {
         match self.phase {
             Phase::Lingering { .. } => true,
-            _ => self.phase.reads() && !self.pause.handler && !self.pause.backpressure,
+            _ => self.phase.reads() && !self.pause.handler && self.pause.backpressure == 0,
         }
     }
 }
@@ -241,8 +243,10 @@ mod tests {
         io.pause.handler = true;
         assert!(!io.wants_recv());
         io.pause.handler = false;
-        io.pause.backpressure = true;
+        io.pause.backpressure = 2;
         assert!(!io.wants_recv());
+        io.pause.backpressure = 1;
+        assert!(!io.wants_recv(), "one of two writers drained: still paused");
         io.pause.handler = true;
         io.phase = Phase::Lingering { reason: CloseReason::Local, until: now };
         assert!(io.wants_recv(), "a lingering connection reads to see the EOF");

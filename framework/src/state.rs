@@ -163,7 +163,22 @@ impl<M: Send + 'static> WorkerState<M> {
 
     pub(crate) fn set_feeder(&mut self, id: ConnId, feeder: Option<ConnId>) -> Result<(), Gone> {
         let io = self.ios.get_mut(id).ok_or(Gone)?;
+        let old = io.feeder.unwrap_or(id);
         io.feeder = feeder.filter(|&f| f != id);
+        let new = io.feeder.unwrap_or(id);
+        if io.throttling && old != new {
+            // The pause moves from the old feeder to the new one.
+            for (conn, paused) in [(old, false), (new, true)] {
+                if let Some(io) = self.ios.get_mut(conn) {
+                    io.pause.backpressure = if paused {
+                        io.pause.backpressure.saturating_add(1)
+                    } else {
+                        io.pause.backpressure.saturating_sub(1)
+                    };
+                    list(io, &mut self.dirty, conn);
+                }
+            }
+        }
         Ok(())
     }
 

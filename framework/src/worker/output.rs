@@ -81,10 +81,15 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
-    /// Pauses or resumes the reading of `id` for backpressure.
+    /// One connection that `id` feeds went over the high-water mark (`on`)
+    /// or back under the low-water mark: pause or resume `id`'s reading.
     fn set_backpressure(&mut self, id: ConnId, on: bool) {
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        io.pause.backpressure = on;
+        io.pause.backpressure = if on {
+            io.pause.backpressure.saturating_add(1)
+        } else {
+            io.pause.backpressure.saturating_sub(1)
+        };
         self.sync_recv(id);
     }
 
@@ -182,10 +187,15 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             return;
         }
         io.output.clear(pool);
+        // Its output no longer holds its feeder back.
+        let feeder = std::mem::take(&mut io.throttling).then_some(io.feeder).flatten();
         match io.token() {
             Some(token) => self.driver.close(token),
             // Never reached the driver: nothing to wait for.
             None => self.release(id),
+        }
+        if let Some(feeder) = feeder {
+            self.set_backpressure(feeder, false);
         }
     }
 
