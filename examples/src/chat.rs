@@ -6,9 +6,11 @@
 //! Connect (`nc 127.0.0.1 7100`) and you are a member. Each line you send,
 //! up to and including its `\n`, is delivered verbatim to every other
 //! member; you get nothing back. A partial line stays with the server until
-//! its `\n` arrives. A line longer than [`MAX_LINE`] bytes closes your
-//! connection (logged at `warn`). Leaving is closing the connection; a
-//! partial line left unfinished is dropped.
+//! its `\n` arrives (for at most the server's read timeout,
+//! `POLLRING_READ_TIMEOUT_MS`, 30 s by default; then the connection is
+//! closed). A line longer than [`MAX_LINE`] bytes closes your connection
+//! (logged at `warn`). Leaving is closing the connection; a partial line
+//! left unfinished is dropped.
 //!
 //! # How a line travels
 //!
