@@ -33,7 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::load::{self, LoadSpec, Phase, Proto};
-use crate::serve::{Impl, Service};
+use crate::serve::{Impl, Service, Shape};
 
 /// Message size of the `proxy-bulk` workload.
 pub const BULK_SIZE: usize = 64 * 1024;
@@ -274,12 +274,14 @@ pub fn compare(plan: &Plan) -> io::Result<()> {
     Ok(())
 }
 
-/// A server child process and its control pipe.
-struct ServerProcess {
+/// A server child process (`pollring-bench serve`) and its control pipe;
+/// the scenarios use it too.
+pub(crate) struct ServerProcess {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
 }
 
 impl ServerProcess {
@@ -290,14 +292,37 @@ impl ServerProcess {
         workers: usize,
         cpus: &[usize],
     ) -> io::Result<ServerProcess> {
-        let cpu_list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let shape = Shape { workers, cpus: cpus.to_vec(), offload_threads: None };
+        ServerProcess::start_with(exe, server, service, &shape, &[])
+    }
+
+    /// Starts `exe serve` with `shape`, and `env` added to its environment.
+    pub(crate) fn start_with(
+        exe: &Path,
+        server: Impl,
+        service: Service,
+        shape: &Shape,
+        env: &[(&str, String)],
+    ) -> io::Result<ServerProcess> {
+        let cpu_list = shape.cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
         let mut command = Command::new(exe);
         command.args(["serve", "--server", server.arg(), "--proto", service.arg()]);
         if let Service::Proxy { upstream } = service {
             command.args(["--upstream", &upstream.to_string()]);
         }
+        if let Some(threads) = shape.offload_threads {
+            command.args(["--offload-threads", &threads.to_string()]);
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command
-            .args(["--workers", &workers.to_string(), "--addr", "127.0.0.1:0", "--cpus", &cpu_list])
+            .args([
+                "--workers",
+                &shape.workers.max(1).to_string(),
+                "--addr",
+                "127.0.0.1:0",
+                "--cpus",
+                &cpu_list,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -314,21 +339,27 @@ impl ServerProcess {
         Ok(ServerProcess { child, stdin, stdout, addr })
     }
 
-    fn pid(&self) -> u32 {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// The server's own syscall counter (pollring's drivers), if it has one.
-    fn syscalls(&mut self) -> io::Result<Option<u64>> {
+    /// The server's counters: one JSON object (see `serve`).
+    pub(crate) fn stats(&mut self) -> io::Result<serde_json::Value> {
         writeln!(self.stdin, "stats")?;
         self.stdin.flush()?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(io::Error::other)?;
-        Ok(v["syscalls"].as_u64())
+        serde_json::from_str(&line).map_err(io::Error::other)
     }
 
-    fn stop(mut self) -> io::Result<()> {
+    /// The server's own syscall counter (pollring's drivers), if it has one.
+    fn syscalls(&mut self) -> io::Result<Option<u64>> {
+        Ok(self.stats()?["syscalls"].as_u64())
+    }
+
+    /// Asks the server to stop and waits (10 s at most, then kills it).
+    pub(crate) fn stop(mut self) -> io::Result<()> {
         let _ = writeln!(self.stdin, "stop");
         drop(self.stdin);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -347,7 +378,7 @@ impl ServerProcess {
 }
 
 /// Server and load CPU sets: disjoint when the machine allows it.
-fn cpu_split(cpus: &[usize], workers: usize) -> (Vec<usize>, Vec<usize>, bool) {
+pub(crate) fn cpu_split(cpus: &[usize], workers: usize) -> (Vec<usize>, Vec<usize>, bool) {
     if cpus.len() > workers {
         (cpus[..workers].to_vec(), cpus[workers..].to_vec(), true)
     } else {

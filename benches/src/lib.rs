@@ -10,4 +10,5 @@ pub mod chart;
 pub mod compare;
 pub mod load;
 pub mod proc;
+pub mod scenario;
 pub mod serve;

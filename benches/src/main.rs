@@ -14,7 +14,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use pollring_bench::compare::{self, Plan, Workload};
 use pollring_bench::load::{self, LoadSpec, Proto};
-use pollring_bench::serve::{self, Impl, Service};
+use pollring_bench::scenario;
+use pollring_bench::serve::{self, Impl, Service, Shape};
 
 /// Benchmarks for pollring.
 #[derive(Debug, Parser)]
@@ -96,7 +97,7 @@ enum Command {
         /// epoll, uring or tokio.
         #[arg(long)]
         server: String,
-        /// echo, http or proxy.
+        /// echo, http, chat or proxy.
         #[arg(long)]
         proto: String,
         /// Where `--proto proxy` connects each accepted connection to.
@@ -111,6 +112,15 @@ enum Command {
         /// CPUs to run on (comma-separated; empty: any).
         #[arg(long, value_delimiter = ',')]
         cpus: Vec<usize>,
+        /// Threads of pollring's offload pool (default: the configured one).
+        #[arg(long)]
+        offload_threads: Option<usize>,
+    },
+    /// Workloads beyond one connection (chat fan-out, offload, proxy), each
+    /// against its own server processes; prints Markdown tables.
+    Scenario {
+        #[command(subcommand)]
+        which: scenario::Which,
     },
 }
 
@@ -202,11 +212,12 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve { server, proto: p, upstream, workers, addr, cpus } => {
+        Command::Serve { server, proto: p, upstream, workers, addr, cpus, offload_threads } => {
             let service = Service::parse(&p, upstream)?;
-            serve::serve(Impl::parse(&server)?, service, workers.max(1), addr, &cpus)
-                .map_err(|e| e.to_string())
+            let shape = Shape { workers: workers.max(1), cpus, offload_threads };
+            serve::serve(Impl::parse(&server)?, service, &shape, addr).map_err(|e| e.to_string())
         }
+        Command::Scenario { which } => scenario::run(which),
     }
 }
 
