@@ -312,7 +312,7 @@ impl Handler for Chat {
         }
     }
 
-    fn on_close(&mut self, member: Member, _reason: CloseReason) {
+    fn on_close(&mut self, member: Member, _cx: &mut Cx<'_, Lines>, _reason: CloseReason) {
         if let Some(i) = self.members.iter().position(|&id| id == member.id) {
             self.members.swap_remove(i);
         }

@@ -65,8 +65,8 @@ impl<H: Handler> Handler for Placed<H> {
     ) {
         self.inner.on_connect_error(cx, id, opener, error)
     }
-    fn on_close(&mut self, conn: H::Conn, reason: CloseReason) {
-        self.inner.on_close(conn, reason)
+    fn on_close(&mut self, conn: H::Conn, cx: &mut Cx<'_, H::Message>, reason: CloseReason) {
+        self.inner.on_close(conn, cx, reason)
     }
     fn on_tick(&mut self, cx: &mut WorkerCx<'_, H::Message>) -> Option<Duration> {
         self.inner.on_tick(cx)

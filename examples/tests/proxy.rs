@@ -340,7 +340,42 @@ fn bytes_and_fin_sent_before_the_upstream_connects_arrive(backend: Backend) {
     assert!(got == data, "{} bytes came back, or changed", got.len());
 }
 
+/// While the upstream is still connecting, what the client sends waits in
+/// the upstream's output, and that output is bounded like any other: past
+/// the high-water mark the client stops being read, so the client's own
+/// writes stall instead of the proxy buffering them all.
+fn a_client_flooding_a_connecting_upstream_is_held_back(backend: Backend) {
+    const HIGH: usize = 64 * 1024;
+    let Some((_listener, _fillers, addr)) = unanswered() else {
+        eprintln!("!!! SKIPPED: this kernel answers SYNs to a full accept queue");
+        return;
+    };
+    let server = proxy(config(backend).high_water(HIGH).low_water(HIGH / 4), addr);
+    let mut c = connect(server.local_addr());
+    c.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) && written < (64 << 20) {
+        match c.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("the client was not held back but failed: {e}"),
+        }
+    }
+    let peak = server.stats().buffered_peak;
+    eprintln!("written {written} bytes before stalling; buffered_peak {peak}");
+    // The kernel's socket buffers (both directions of loopback) hold a few
+    // MiB; the proxy holds the water mark plus one turn of receives.
+    assert!(
+        written < 32 << 20,
+        "{written} bytes accepted from a client whose upstream never connected"
+    );
+    assert!(peak <= HIGH + (4 << 20), "buffered {peak} bytes for a connecting upstream");
+}
+
 on_both_backends!(
+    a_client_flooding_a_connecting_upstream_is_held_back,
     a_connect_timeout_closes_the_client,
     bytes_and_fin_sent_before_the_upstream_connects_arrive,
     bytes_round_trip_byte_exact,

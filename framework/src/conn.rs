@@ -76,6 +76,8 @@ pub(crate) struct ConnIo {
     pub(crate) half_close: bool,
     /// The driver was asked to send FIN.
     pub(crate) fin_sent: bool,
+    /// `shutdown_write` was asked for while connecting: done on connect.
+    pub(crate) shutdown_on_connect: bool,
     /// Started by a connect, not accepted.
     pub(crate) outbound: bool,
     /// The connection that asked for this outbound connect, if any.
@@ -120,6 +122,7 @@ impl ConnIo {
             throttling: false,
             half_close: false,
             fin_sent: false,
+            shutdown_on_connect: false,
             outbound: false,
             opener: None,
             listed: false,

@@ -324,12 +324,7 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     ///
     /// [`Handler::on_timer`]: crate::Handler::on_timer
     pub fn set_timer(&mut self, after: Duration) {
-        let at = self.st.now_ms.after(after);
-        let me = self.me;
-        let wheel = &mut self.st.wheel;
-        let io = self.st.ios.get_mut(me).expect("a callback's own connection is live");
-        io.timer_at = Some(at);
-        io.arm(me, wheel, at);
+        let _ = self.st.set_timer(self.me, after);
     }
 
     /// Cancels the timer set with [`Cx::set_timer`], if any.
@@ -429,6 +424,33 @@ impl<M: Send + 'static> ConnMut<'_, M> {
         self.id
     }
 
+    /// Its address within the server, for messages from other threads.
+    pub fn addr(&self) -> ConnAddr {
+        self.st.addr(self.id)
+    }
+
+    /// Whether it is an outbound connection still connecting.
+    pub fn is_connecting(&self) -> bool {
+        self.st
+            .ios
+            .get(self.id)
+            .is_some_and(|io| matches!(io.phase, crate::lifecycle::Phase::Connecting { .. }))
+    }
+
+    /// Whether its peer has finished sending.
+    pub fn is_read_closed(&self) -> bool {
+        self.st.ios.get(self.id).is_some_and(|io| io.phase.read_closed())
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for it after
+    /// `after` (see [`Cx::set_timer`]).
+    ///
+    /// # Errors
+    /// [`Gone`] if it is not open (connecting or closing).
+    pub fn set_timer(&mut self, after: Duration) -> Result<(), Gone> {
+        self.st.set_timer(self.id, after)
+    }
+
     /// Appends `data` to its output (see [`Cx::write`]).
     ///
     /// # Errors
@@ -463,10 +485,11 @@ impl<M: Send + 'static> ConnMut<'_, M> {
     }
 
     /// Sends FIN after its queued output, reading on (see
-    /// [`Cx::shutdown_write`]).
+    /// [`Cx::shutdown_write`]). On a connection still connecting, the FIN
+    /// goes out once it connects, after the output queued meanwhile.
     ///
     /// # Errors
-    /// [`Gone`] if it is not open.
+    /// [`Gone`] if it is closing.
     pub fn shutdown_write(&mut self) -> Result<(), Gone> {
         self.st.shutdown_write(self.id)
     }

@@ -136,8 +136,11 @@ pub trait Handler: 'static {
     }
 
     /// The connection is gone; its state is handed back for clean-up.
-    fn on_close(&mut self, conn: Self::Conn, reason: CloseReason) {
-        let _ = (conn, reason);
+    /// `cx` still names it ([`Cx::id`]) and reaches the other connections
+    /// (a proxy aborts the other side here); writes to this connection are
+    /// discarded.
+    fn on_close(&mut self, conn: Self::Conn, cx: &mut Cx<'_, Self::Message>, reason: CloseReason) {
+        let _ = (conn, cx, reason);
     }
 
     /// A periodic call on the worker; return when to be called next

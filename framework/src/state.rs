@@ -140,9 +140,16 @@ impl<M: Send + 'static> WorkerState<M> {
     }
 
     pub(crate) fn shutdown_write(&mut self, id: ConnId) -> Result<(), Gone> {
-        let io = self.ios.get_mut(id).filter(|io| io.phase.live()).ok_or(Gone)?;
-        io.phase.shutdown_write();
-        self.mark_dirty(id);
+        let io = self.ios.get_mut(id).ok_or(Gone)?;
+        match io.phase {
+            // FIN after the output queued while connecting.
+            Phase::Connecting { .. } => io.shutdown_on_connect = true,
+            _ if io.phase.live() => {
+                io.phase.shutdown_write();
+                list(io, &mut self.dirty, id);
+            }
+            _ => return Err(Gone),
+        }
         Ok(())
     }
 
@@ -201,6 +208,14 @@ impl<M: Send + 'static> WorkerState<M> {
         }
         self.connects.push((id, addr));
         id
+    }
+
+    pub(crate) fn set_timer(&mut self, id: ConnId, after: Duration) -> Result<(), Gone> {
+        let at = self.now_ms.after(after);
+        let io = self.ios.get_mut(id).filter(|io| io.phase.live()).ok_or(Gone)?;
+        io.timer_at = Some(at);
+        io.arm(id, &mut self.wheel, at);
+        Ok(())
     }
 
     pub(crate) fn addr(&self, id: ConnId) -> ConnAddr {

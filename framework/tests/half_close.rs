@@ -98,7 +98,7 @@ impl Handler for Tally {
         }
     }
 
-    fn on_close(&mut self, _: Count, reason: CloseReason) {
+    fn on_close(&mut self, _: Count, _cx: &mut Cx<'_>, reason: CloseReason) {
         let _ = self.report.send(Report::Closed(reason));
     }
 }

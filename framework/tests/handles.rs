@@ -147,7 +147,7 @@ impl Handler for Pair {
         }
     }
 
-    fn on_close(&mut self, side: Side, reason: CloseReason) {
+    fn on_close(&mut self, side: Side, _cx: &mut Cx<'_>, reason: CloseReason) {
         if self.waiting == Some(side.id) {
             self.waiting = None;
         }

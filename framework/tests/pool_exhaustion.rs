@@ -67,7 +67,7 @@ impl Handler for Greedy {
         }
     }
 
-    fn on_close(&mut self, role: Role, reason: CloseReason) {
+    fn on_close(&mut self, role: Role, _cx: &mut Cx<'_>, reason: CloseReason) {
         self.closes.lock().unwrap().push((role == Role::Flood, reason));
     }
 }

@@ -35,9 +35,9 @@ impl<H: Handler<Message = ()>> Handler for Recorded<H> {
     fn on_timer(&mut self, conn: &mut H::Conn, cx: &mut Cx<'_>) {
         self.inner.on_timer(conn, cx)
     }
-    fn on_close(&mut self, conn: H::Conn, reason: CloseReason) {
+    fn on_close(&mut self, conn: H::Conn, cx: &mut Cx<'_>, reason: CloseReason) {
         self.reasons.lock().unwrap().push(reason);
-        self.inner.on_close(conn, reason)
+        self.inner.on_close(conn, cx, reason)
     }
 }
 

@@ -76,6 +76,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         match result {
             Ok(()) => {
                 io.phase.connected();
+                if std::mem::take(&mut io.shutdown_on_connect) {
+                    io.phase.shutdown_write();
+                }
                 io.last_active = self.st.now_ms;
                 io.send_since = self.st.now_ms;
                 // Output queued while connecting, and the pause state.

@@ -4,7 +4,7 @@
 use pollring_backends::{Driver, Token};
 
 use super::{Worker, LINGER};
-use crate::cx::{ConnId, ConnectError, WorkerCx};
+use crate::cx::{ConnId, ConnectError, Cx, WorkerCx};
 use crate::handler::{CloseReason, Handler};
 use crate::lifecycle::{OnDrained, Phase};
 
@@ -31,12 +31,16 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     fn flush_one(&mut self, id: ConnId) {
-        let high = self.config.high_water;
         let now = self.st.now_ms;
         let write_timeout = self.st.limits.write;
         let Some(io) = self.st.ios.get_mut(id) else { return };
         io.listed = false;
-        let Some(token) = io.token() else { return }; // not connected yet
+        if matches!(io.phase, Phase::Connecting { .. }) {
+            // Output waits for the connect, bounded like any other.
+            self.throttle(id);
+            return;
+        }
+        let Some(token) = io.token() else { return };
         if !io.phase.flushes() {
             if !matches!(io.phase, Phase::Closing(_)) {
                 self.sync_recv(id);
@@ -69,15 +73,24 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.driver.shutdown_write(token);
         }
         let pending = io.pending_output();
+        self.throttle(id);
+        self.sync_recv(id);
+        if pending == 0 {
+            self.on_drained_out(id);
+        }
+    }
+
+    /// Records the buffered peak, and pauses the feeder of `id` once its
+    /// pending output reaches the high-water mark.
+    fn throttle(&mut self, id: ConnId) {
+        let high = self.config.high_water;
+        let Some(io) = self.st.ios.get_mut(id) else { return };
+        let pending = io.pending_output();
         self.buffered_peak = self.buffered_peak.max(pending + io.input.len());
         if pending >= high && !io.throttling {
             io.throttling = true;
             let feeder = io.feeder.unwrap_or(id);
             self.set_backpressure(feeder, true);
-        }
-        self.sync_recv(id);
-        if pending == 0 {
-            self.on_drained_out(id);
         }
     }
 
@@ -215,9 +228,20 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
-    /// Frees a closed connection's slot and hands its state back to the
-    /// handler.
+    /// Hands a closed connection's state back to the handler, then frees
+    /// its slot. `on_close` runs while the slot still exists, so its `Cx`
+    /// knows the connection's id and can reach the others.
     fn release(&mut self, id: ConnId) {
+        let Some(io) = self.st.ios.get_mut(id) else { return };
+        let reason = io.phase.reason().unwrap_or(CloseReason::Local);
+        tracing::trace!(id = %id, ?reason, "connection closed");
+        if let Some(conn) = self.conns.get_mut(id.index()).and_then(Option::take) {
+            let mut cx = Cx { pool: self.driver.pool_mut(), st: &mut self.st, me: id };
+            let handler = &mut self.handler;
+            if let Err(panic) = super::guarded(|| handler.on_close(conn, &mut cx, reason)) {
+                tracing::error!(id = %id, callback = "on_close", panic, "handler panicked");
+            }
+        }
         let Some(mut io) = self.st.ios.remove(id) else { return };
         if io.parked {
             self.parked.remove(&id);
@@ -228,15 +252,6 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let pool = self.driver.pool_mut();
         io.input.clear(pool);
         io.output.clear(pool);
-        let reason = io.phase.reason().unwrap_or(CloseReason::Local);
-        tracing::trace!(id = %id, ?reason, "connection closed");
-        let conn = self.conns.get_mut(id.index()).and_then(Option::take);
-        if let Some(conn) = conn {
-            let handler = &mut self.handler;
-            if let Err(panic) = super::guarded(|| handler.on_close(conn, reason)) {
-                tracing::error!(id = %id, callback = "on_close", panic, "handler panicked");
-            }
-        }
     }
 
     /// Submits the outbound connects and performs the aborts that callbacks
