@@ -126,8 +126,9 @@ pub struct Config {
     /// [`Sender::send`]: crate::Sender::send
     /// [`SendError::Full`]: crate::SendError::Full
     pub mailbox_capacity: usize,
-    /// Threads of the offload pool ([`Cx::offload`]); started with the
-    /// first job.
+    /// Most threads of the offload pool ([`Cx::offload`]). Threads start
+    /// when a job finds none idle and exit after 10 s without work, so
+    /// size this to the blocking calls you want in flight at once.
     ///
     /// [`Cx::offload`]: crate::Cx::offload
     pub offload_threads: usize,
@@ -161,7 +162,7 @@ impl Default for Config {
             backlog: 1024,
             shutdown_grace: Duration::from_secs(5),
             mailbox_capacity: 4096,
-            offload_threads: 4,
+            offload_threads: 64,
             offload_queue: 1024,
             epoll: EpollConfig::default(),
             uring: UringConfig::default(),
@@ -265,7 +266,7 @@ impl ConfigBuilder {
         shutdown_grace: Duration => |c, v| c.config.shutdown_grace = v;
         /// Messages a worker's mailbox holds before senders get `Full`.
         mailbox_capacity: usize => |c, v| c.config.mailbox_capacity = v;
-        /// Threads of the offload pool.
+        /// Most threads of the offload pool (started on demand).
         offload_threads: usize => |c, v| c.config.offload_threads = v;
         /// Offload jobs waiting before `offload` answers `Full`.
         offload_queue: usize => |c, v| c.config.offload_queue = v;

@@ -7,20 +7,29 @@
 //! [`Handler::on_message`] of the connection that asked, without polling. If
 //! that connection closed meanwhile, the result is dropped on the worker.
 //!
-//! The threads start with the first job (a server that never offloads has
-//! none). The queue is bounded (`Config::offload_queue`): when it is full,
-//! `offload` fails at once rather than letting work pile up unseen.
+//! The pool grows on demand: a job that finds no idle thread starts one,
+//! up to `Config::offload_threads`, and a thread idle for
+//! [`KEEP_ALIVE`] exits. So 40 concurrent 20 ms calls take about 20 ms,
+//! not 40 / threads × 20 ms, and a server that never offloads has no
+//! thread at all. Past the thread limit, jobs wait in a bounded queue
+//! (`Config::offload_queue`); when it is full, `offload` fails at once
+//! rather than letting work pile up unseen.
 //!
 //! [`Cx::offload`]: crate::Cx::offload
 //! [`Handler::on_message`]: crate::Handler::on_message
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender as JobSender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender as JobSender, TrySendError};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// How long an offload thread waits for a job before it exits.
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Why a closure was not offloaded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,7 +41,7 @@ pub enum OffloadError {
     /// The server is stopping.
     #[error("the server is stopping")]
     Stopped,
-    /// A pool thread could not be started.
+    /// No offload thread exists and none could be started.
     #[error("cannot start an offload thread: {0}")]
     Spawn(String),
 }
@@ -40,86 +49,141 @@ pub enum OffloadError {
 /// The server's offload pool (one per server, shared by its workers).
 #[derive(Debug)]
 pub(crate) struct Offload {
-    threads: usize,
-    queue: usize,
-    started: OnceLock<Result<Started, String>>,
-}
-
-#[derive(Debug)]
-struct Started {
+    max_threads: usize,
+    keep_alive: Duration,
+    /// `None` once stopped.
     jobs: Mutex<Option<JobSender<Job>>>,
+    queue: Receiver<Job>,
+    counts: Arc<Counts>,
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
+#[derive(Debug, Default)]
+struct Counts {
+    /// Threads alive.
+    threads: AtomicUsize,
+    /// Threads waiting for a job.
+    idle: AtomicUsize,
+}
+
 impl Offload {
-    pub(crate) fn new(threads: usize, queue: usize) -> Offload {
-        Offload { threads, queue, started: OnceLock::new() }
+    pub(crate) fn new(max_threads: usize, queue: usize) -> Offload {
+        Offload::with_keep_alive(max_threads, queue, KEEP_ALIVE)
     }
 
-    /// Queues `job` (which delivers its own result).
+    fn with_keep_alive(max_threads: usize, queue: usize, keep_alive: Duration) -> Offload {
+        let (tx, rx) = bounded::<Job>(queue);
+        Offload {
+            max_threads,
+            keep_alive,
+            jobs: Mutex::new(Some(tx)),
+            queue: rx,
+            counts: Arc::new(Counts::default()),
+            handles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Threads alive now.
+    #[cfg(test)]
+    fn threads(&self) -> usize {
+        self.counts.threads.load(Ordering::Acquire)
+    }
+
+    /// Queues `job` (which delivers its own result), starting a thread if
+    /// none is idle and the limit allows.
     pub(crate) fn run(&self, job: Job) -> Result<(), OffloadError> {
-        let started = self.started.get_or_init(|| self.start());
-        let started = started.as_ref().map_err(|e| OffloadError::Spawn(e.clone()))?;
-        let jobs = started.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(jobs) = jobs.as_ref() else { return Err(OffloadError::Stopped) };
-        match jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(OffloadError::Full(jobs.len())),
-            Err(TrySendError::Disconnected(_)) => Err(OffloadError::Stopped),
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(jobs) = jobs.as_ref() else { return Err(OffloadError::Stopped) };
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Err(OffloadError::Full(jobs.len())),
+                Err(TrySendError::Disconnected(_)) => return Err(OffloadError::Stopped),
+            }
         }
+        if self.counts.idle.load(Ordering::Acquire) == 0 {
+            self.spawn()?;
+        }
+        Ok(())
     }
 
-    fn start(&self) -> Result<Started, String> {
-        let (tx, rx) = bounded::<Job>(self.queue);
-        let mut handles = Vec::with_capacity(self.threads);
-        for i in 0..self.threads {
-            let rx: Receiver<Job> = rx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("pollring-offload-{i}"))
-                .spawn(move || {
-                    for job in rx {
-                        if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
-                            let panic = payload
-                                .downcast_ref::<&str>()
-                                .map(|s| (*s).to_owned())
-                                .or_else(|| payload.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "(not a string)".to_owned());
-                            tracing::error!(
-                                panic,
-                                "offloaded closure panicked; its connection gets no result"
-                            );
-                        }
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-            handles.push(handle);
+    /// Starts one more thread unless the limit is reached. An error only
+    /// if no thread at all is left to run the queue.
+    fn spawn(&self) -> Result<(), OffloadError> {
+        let counts = &self.counts;
+        let started = counts.threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.max_threads).then_some(n + 1)
+        });
+        let Ok(n) = started else {
+            return Ok(()); // at the limit: the job waits in the queue
+        };
+        let (rx, counts, keep_alive) = (self.queue.clone(), Arc::clone(counts), self.keep_alive);
+        let spawned = std::thread::Builder::new()
+            .name(format!("pollring-offload-{n}"))
+            .spawn(move || work(&rx, &counts, keep_alive));
+        match spawned {
+            Ok(handle) => {
+                let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle);
+                Ok(())
+            }
+            Err(error) => {
+                let left = self.counts.threads.fetch_sub(1, Ordering::AcqRel) - 1;
+                tracing::error!(%error, threads = left, "cannot start an offload thread");
+                if left == 0 {
+                    return Err(OffloadError::Spawn(error.to_string()));
+                }
+                Ok(())
+            }
         }
-        Ok(Started { jobs: Mutex::new(Some(tx)), handles: Mutex::new(handles) })
     }
 
     /// Refuses new jobs; the threads finish what is queued and exit.
     pub(crate) fn stop(&self) {
-        if let Some(Ok(started)) = self.started.get() {
-            started.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        }
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Waits for the threads after [`Offload::stop`].
     pub(crate) fn join(&self) {
-        if let Some(Ok(started)) = self.started.get() {
-            let handles =
-                std::mem::take(&mut *started.handles.lock().unwrap_or_else(|p| p.into_inner()));
-            for handle in handles {
-                let _ = handle.join();
-            }
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in handles {
+            let _ = handle.join();
         }
     }
+}
+
+/// One offload thread: runs jobs until the queue closes or it has been idle
+/// for `keep_alive`.
+fn work(jobs: &Receiver<Job>, counts: &Counts, keep_alive: Duration) {
+    loop {
+        counts.idle.fetch_add(1, Ordering::AcqRel);
+        let next = jobs.recv_timeout(keep_alive);
+        counts.idle.fetch_sub(1, Ordering::AcqRel);
+        let job = match next {
+            Ok(job) => job,
+            // A job queued while this thread still counted as idle found no
+            // reason to start a thread: look once more before leaving.
+            Err(RecvTimeoutError::Timeout) if !jobs.is_empty() => continue,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+            let panic = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(not a string)".to_owned());
+            tracing::error!(panic, "offloaded closure panicked; its connection gets no result");
+        }
+    }
+    counts.threads.fetch_sub(1, Ordering::AcqRel);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use std::time::Instant;
 
     #[test]
     fn jobs_run_off_the_caller_and_a_full_queue_says_so() {
@@ -135,7 +199,7 @@ mod tests {
         }))
         .unwrap();
         started_rx.recv().unwrap();
-        // The thread holds the first job; one more fits in the queue.
+        // The one thread holds the first job; one more fits in the queue.
         let mut queued = 0;
         let mut full = None;
         for _ in 0..3 {
@@ -160,8 +224,63 @@ mod tests {
         pool.run(Box::new(|| panic!("boom"))).unwrap();
         let (tx, rx) = mpsc::channel();
         pool.run(Box::new(move || tx.send(7).unwrap())).unwrap();
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(7));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(7));
         pool.stop();
         pool.join();
+    }
+
+    #[test]
+    fn the_pool_grows_for_concurrent_jobs_and_shrinks_when_idle() {
+        let pool = Offload::with_keep_alive(64, 256, Duration::from_millis(200));
+        assert_eq!(pool.threads(), 0, "no thread before the first job");
+        let (tx, rx) = mpsc::channel();
+        let start = Instant::now();
+        for _ in 0..40 {
+            let tx = tx.clone();
+            pool.run(Box::new(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                tx.send(()).unwrap();
+            }))
+            .unwrap();
+        }
+        for _ in 0..40 {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1000),
+            "40 × 100 ms took {took:?}: they did not overlap"
+        );
+        assert!(pool.threads() >= 10, "{} threads for 40 concurrent jobs", pool.threads());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.threads() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.threads(), 0, "idle threads exit after their keep-alive");
+        // And it grows again.
+        let (tx, rx) = mpsc::channel();
+        pool.run(Box::new(move || tx.send(()).unwrap())).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        pool.stop();
+        pool.join();
+    }
+
+    #[test]
+    fn the_thread_limit_holds() {
+        let pool = Offload::new(3, 64);
+        let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+        for _ in 0..10 {
+            let gate = gate_rx.clone();
+            pool.run(Box::new(move || {
+                let _ = gate.recv();
+            }))
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.threads(), 3);
+        drop(gate_tx);
+        pool.stop();
+        pool.join();
+        assert_eq!(pool.threads(), 0);
     }
 }
