@@ -26,8 +26,9 @@ pub struct Args {
     /// Servers: epoll, uring.
     #[arg(long, value_delimiter = ',', default_value = "epoll,uring")]
     servers: Vec<String>,
-    /// Offload pool sizes to run with (4 is pollring's default).
-    #[arg(long, value_delimiter = ',', default_value = "4,40")]
+    /// Offload pool limits to run with (64 is pollring's default; the pool
+    /// grows to what is in flight, up to the limit).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
     offload_threads: Vec<usize>,
     /// Connections doing `GET /sleep`.
     #[arg(long, default_value_t = 40)]

@@ -39,6 +39,11 @@ pub struct Args {
     /// Seconds the flooded client does not read.
     #[arg(long, default_value_t = 5.0)]
     stall_secs: f64,
+    /// Run the proxy on the clients' CPU too (with the upstream): the added
+    /// latency is then the proxy's own work, without the cost of waking a
+    /// second, idle CPU twice per round trip.
+    #[arg(long)]
+    same_cpu: bool,
 }
 
 /// Bytes the flooding upstream writes before it closes.
@@ -97,7 +102,8 @@ pub fn run(args: &Args) -> io::Result<()> {
     }
     upstream.stop()?;
     far.stop()?;
-    println!("## proxy: 1 worker, upstream pollring-epoll echo\n");
+    let on = if args.same_cpu { "on the clients' CPU" } else { "on its own CPU" };
+    println!("## proxy: 1 worker {on}, upstream pollring-epoll echo\n");
     println!("| proxy | echo p50 direct µs | direct to proxy's CPU µs | p50 via proxy µs | added p50 µs | p99 via proxy µs | {} MiB each way MiB/s | byte-exact | client not reading: RSS peak over baseline | buffered_peak | then read all {} MiB, no reset | FIN, reply, EOF |", args.bulk_mib, FLOOD >> 20);
     println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|");
     for o in &outcomes {
@@ -136,7 +142,8 @@ fn one(
     upstream: std::net::SocketAddr,
     far: std::net::SocketAddr,
 ) -> io::Result<Outcome> {
-    let shape = Shape { workers: 1, cpus: place.server.clone(), offload_threads: None };
+    let cpus = if args.same_cpu { place.load.clone() } else { place.server.clone() };
+    let shape = Shape { workers: 1, cpus, offload_threads: None };
     let env: Vec<(&str, String)> = ["POLLRING_HIGH_WATER", "POLLRING_LOW_WATER"]
         .into_iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
