@@ -204,10 +204,20 @@ impl Server {
         H: Handler,
         F: Fn(WorkerId) -> H + Send + Sync + 'static,
     {
+        // Catch the signals before any worker serves: a SIGTERM that comes
+        // as soon as the first connection is answered must stop the server
+        // gracefully, not kill it with the default action.
+        let signals = catch_signals()?;
         let handle = self.serve(factory)?;
-        handle.stop_on_signals()?;
+        handle.watch_signals(signals)?;
         handle.wait()
     }
+}
+
+/// Installs the SIGINT/SIGTERM handlers; signals are held until watched.
+fn catch_signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)
 }
 
 /// Picks the backend for `Auto` and checks that `Uring` can start.
@@ -373,9 +383,11 @@ impl ServerHandle {
     /// # Errors
     /// [`Error::Signals`] if the handlers cannot be installed.
     pub fn stop_on_signals(&self) -> Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals =
-            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
+        self.watch_signals(catch_signals()?)
+    }
+
+    /// Runs the thread that turns caught signals into a shutdown.
+    fn watch_signals(&self, mut signals: signal_hook::iterator::Signals) -> Result<()> {
         let trigger = self.trigger();
         std::thread::Builder::new()
             .name("pollring-signals".into())
