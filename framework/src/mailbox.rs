@@ -93,13 +93,15 @@ impl<M> Mailbox<M> {
         let unwrap = |e: Envelope<M>| match e {
             Envelope::Conn(_, m) | Envelope::Worker(m) => m,
         };
-        if self.stopped.load(Ordering::Acquire) {
-            return Err(SendError::Stopped(unwrap(envelope)));
-        }
         {
             // A panic while holding this lock cannot leave the queue broken
             // (push_back either happened or not): use it anyway.
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            // Under the lock: `stop` clears the queue under it too, so a
+            // message is either refused or dropped there, never stranded.
+            if self.stopped.load(Ordering::Acquire) {
+                return Err(SendError::Stopped(unwrap(envelope)));
+            }
             if !force && queue.len() >= self.capacity {
                 return Err(SendError::Full(queue.len(), unwrap(envelope)));
             }
@@ -142,8 +144,8 @@ impl<M> Mailbox<M> {
     /// The worker stops: later sends fail with `Stopped`; queued messages
     /// are dropped (their connections are gone).
     pub(crate) fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        self.stopped.store(true, Ordering::Release);
         queue.clear();
     }
 }

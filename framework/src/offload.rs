@@ -118,9 +118,10 @@ impl Offload {
             return Ok(()); // at the limit: the job waits in the queue
         };
         let (rx, counts, keep_alive) = (self.queue.clone(), Arc::clone(counts), self.keep_alive);
+        let max_threads = self.max_threads;
         let spawned = std::thread::Builder::new()
             .name(format!("pollring-offload-{n}"))
-            .spawn(move || work(&rx, &counts, keep_alive));
+            .spawn(move || work(&rx, &counts, keep_alive, max_threads));
         match spawned {
             Ok(handle) => {
                 let mut handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,17 +156,31 @@ impl Offload {
 
 /// One offload thread: runs jobs until the queue closes or it has been idle
 /// for `keep_alive`.
-fn work(jobs: &Receiver<Job>, counts: &Counts, keep_alive: Duration) {
+fn work(jobs: &Receiver<Job>, counts: &Counts, keep_alive: Duration, max_threads: usize) {
     loop {
         counts.idle.fetch_add(1, Ordering::AcqRel);
         let next = jobs.recv_timeout(keep_alive);
         counts.idle.fetch_sub(1, Ordering::AcqRel);
         let job = match next {
             Ok(job) => job,
-            // A job queued while this thread still counted as idle found no
-            // reason to start a thread: look once more before leaving.
-            Err(RecvTimeoutError::Timeout) if !jobs.is_empty() => continue,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                // Leave first, then look: a job queued while this thread
+                // still counted as idle (so `run` started no thread) is
+                // seen here, and this thread stays for it if the limit,
+                // which it no longer counts against, allows.
+                counts.threads.fetch_sub(1, Ordering::AcqRel);
+                if jobs.is_empty() {
+                    return;
+                }
+                let stay = counts.threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max_threads).then_some(n + 1)
+                });
+                if stay.is_err() {
+                    return; // another thread took the place, and the job
+                }
+                continue;
+            }
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
             let panic = payload

@@ -105,7 +105,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let ids: Vec<ConnId> = self.st.ios.ids().collect();
         for id in ids {
             let Some(io) = self.st.ios.get_mut(id) else { continue };
-            let idle = io.pending_output() == 0 && io.input.is_empty();
+            let idle = io.pending_output() == 0 && io.input.is_empty() && !io.parked;
             match io.phase {
                 Phase::Lingering { .. } | Phase::Closing(_) => {}
                 // Idle (or not yet connected): no answer to protect, so no

@@ -76,14 +76,17 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         match result {
             Ok(()) => {
                 io.phase.connected();
-                if std::mem::take(&mut io.shutdown_on_connect) {
-                    io.phase.shutdown_write();
-                }
                 io.last_active = self.st.now_ms;
                 io.send_since = self.st.now_ms;
                 // Output queued while connecting, and the pause state.
                 self.st.mark_dirty(id);
                 self.open(id);
+                // A FIN asked for while connecting follows what on_open wrote.
+                if let Some(io) = self.st.ios.get_mut(id) {
+                    if std::mem::take(&mut io.shutdown_on_connect) {
+                        io.phase.shutdown_write();
+                    }
+                }
             }
             Err(error) => {
                 let addr = io.peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
@@ -225,7 +228,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// Puts parked input back into the connection's (empty) input chain,
     /// ahead of what arrives next. `false` if the pool had no buffer for it:
     /// the connection is then closed (`PoolExhausted`).
-    fn unpark(&mut self, id: ConnId) -> bool {
+    pub(super) fn unpark(&mut self, id: ConnId) -> bool {
         let pool = self.driver.pool_mut();
         let Some(io) = self.st.ios.get_mut(id) else { return true };
         if !io.parked {

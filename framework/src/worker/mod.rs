@@ -96,6 +96,9 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     expired: Vec<(Ms, ConnId)>,
     /// Messages taken from the mailbox, delivered this turn.
     inbox: VecDeque<Envelope<H::Message>>,
+    /// Outbound connects that failed, for `on_connect_error` (with their
+    /// opener): reported once per turn, see `Worker::report_connect_errors`.
+    connect_errors: Vec<(ConnId, Option<ConnId>, crate::cx::ConnectError)>,
     next_tick: Option<Instant>,
     /// Shutdown began: no accepting, connections close once drained.
     shutting_down: bool,
@@ -157,6 +160,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             parked: HashMap::new(),
             expired: Vec::new(),
             inbox: VecDeque::new(),
+            connect_errors: Vec::new(),
             next_tick: Some(now),
             shutting_down: false,
             shutdown_deadline: None,
@@ -183,7 +187,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             if self.shared.stop.load(Ordering::Acquire) && !self.shutting_down {
                 self.begin_shutdown();
             }
-            if self.shutting_down && self.st.ios.len() == 0 {
+            // Connect errors owed are reported first, unless the grace
+            // period is over (a handler reconnecting on every error would
+            // otherwise keep the worker alive).
+            let errors_owed = !self.connect_errors.is_empty() && self.shutdown_deadline.is_some();
+            if self.shutting_down && self.st.ios.len() == 0 && !errors_owed {
                 break Ok(());
             }
             let timeout = self.timeout();
@@ -204,6 +212,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.deliver_input();
             self.deliver_messages();
             self.timers();
+            self.report_connect_errors();
             self.flush();
             self.publish_stats();
         };
@@ -215,7 +224,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// How long the next turn may wait: until the next timer, tick or
     /// shutdown deadline; not at all if messages are waiting.
     fn timeout(&self) -> Option<Duration> {
-        if self.st.sender.mailbox(self.st.worker).has_news() {
+        if self.st.sender.mailbox(self.st.worker).has_news() || !self.connect_errors.is_empty() {
             return Some(Duration::ZERO);
         }
         let wheel = self.st.wheel.next_due().map(|ms| self.st.clock.instant(ms));
@@ -269,6 +278,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         callback: &'static str,
         f: impl FnOnce(&mut H, &mut H::Conn, &mut Cx<'_, H::Message>),
     ) -> bool {
+        // Parked input goes back first: a callback sees all of its input.
+        if !self.unpark(id) {
+            return false;
+        }
         let Some(conn) = self.conns.get_mut(id.index()).and_then(Option::as_mut) else {
             return false;
         };

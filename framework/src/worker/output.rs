@@ -213,13 +213,33 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     /// An outbound connect failed: close it and tell the handler.
+    /// An outbound connect failed: close it now, and tell the handler at
+    /// the turn's one reporting point ([`Worker::report_connect_errors`]),
+    /// never from inside the flush: a handler that reconnects from
+    /// `on_connect_error` gets one attempt per turn, not a loop in here.
     pub(super) fn fail_connect(&mut self, id: ConnId, error: ConnectError) {
-        let opener = self.st.ios.get(id).and_then(|io| io.opener);
+        let Some(io) = self.st.ios.get(id) else { return };
+        if !matches!(io.phase, Phase::Connecting { .. }) {
+            return;
+        }
+        let opener = io.opener;
         tracing::debug!(id = %id, %error, "connect failed");
         self.close_inner(id, CloseReason::Local);
-        self.call_worker("on_connect_error", |h, cx: &mut WorkerCx<'_, H::Message>| {
-            h.on_connect_error(cx, id, opener, error)
-        });
+        self.connect_errors.push((id, opener, error));
+    }
+
+    /// Calls `on_connect_error` for the connects that failed since the last
+    /// report.
+    pub(super) fn report_connect_errors(&mut self) {
+        let mut errors = std::mem::take(&mut self.connect_errors);
+        for (id, opener, error) in errors.drain(..) {
+            self.call_worker("on_connect_error", |h, cx: &mut WorkerCx<'_, H::Message>| {
+                h.on_connect_error(cx, id, opener, error)
+            });
+        }
+        if self.connect_errors.is_empty() {
+            self.connect_errors = errors; // keep the allocation
+        }
     }
 
     pub(super) fn on_closed(&mut self, token: Token) {
@@ -261,6 +281,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         while !self.st.connects.is_empty() || !self.st.aborts.is_empty() {
             let connects = std::mem::take(&mut self.st.connects);
             for (id, addr) in connects {
+                // Closed (and reported) since it was asked for.
+                let queued = self.st.ios.get(id).is_some_and(|io| {
+                    matches!(io.phase, Phase::Connecting { .. }) && io.token().is_none()
+                });
+                if !queued {
+                    continue;
+                }
                 if self.shutting_down {
                     self.fail_connect(id, ConnectError::Aborted { addr });
                     continue;
