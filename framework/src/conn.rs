@@ -66,9 +66,6 @@ pub(crate) struct ConnIo {
     /// Handed to the driver, not yet reported sent.
     pub(crate) in_flight: usize,
     pub(crate) pause: Pause,
-    /// The connection whose reading pauses while this one's output is over
-    /// the high-water mark; `None`: this one.
-    pub(crate) feeder: Option<ConnId>,
     /// This connection's output went over the high-water mark and paused
     /// its feeder; it resumes the feeder below the low-water mark.
     pub(crate) throttling: bool,
@@ -80,8 +77,6 @@ pub(crate) struct ConnIo {
     pub(crate) shutdown_on_connect: bool,
     /// Started by a connect, not accepted.
     pub(crate) outbound: bool,
-    /// The connection that asked for this outbound connect, if any.
-    pub(crate) opener: Option<ConnId>,
     /// In the worker's list of connections to flush.
     pub(crate) listed: bool,
     /// In the worker's list of connections with new input.
@@ -118,13 +113,11 @@ impl ConnIo {
             output: Chain::new(),
             in_flight: 0,
             pause: Pause::default(),
-            feeder: None,
             throttling: false,
             half_close: false,
             fin_sent: false,
             shutdown_on_connect: false,
             outbound: false,
-            opener: None,
             listed: false,
             has_data: false,
             out_of_buffers: false,
@@ -267,7 +260,7 @@ mod size {
     #[test]
     fn conn_io_stays_small() {
         assert!(
-            std::mem::size_of::<super::ConnIo>() <= 168,
+            std::mem::size_of::<super::ConnIo>() <= 152,
             "{}",
             std::mem::size_of::<super::ConnIo>()
         );

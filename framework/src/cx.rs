@@ -314,7 +314,7 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     /// For an outbound connection, the connection that called
     /// [`Cx::connect`] (if it was one).
     pub fn opener(&self) -> Option<ConnId> {
-        self.io().opener
+        self.st.opener_of(self.me)
     }
 
     /// Calls [`Handler::on_timer`] for this connection once `after` has

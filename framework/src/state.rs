@@ -8,6 +8,7 @@
 //! worker hands output, pauses and FINs to the driver when the callback has
 //! returned (see `worker/output.rs`), once per connection per turn.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +42,22 @@ pub(crate) struct WorkerState<M> {
     pub(crate) connects: Vec<(ConnId, SocketAddr)>,
     /// Connections to close at once (output dropped) after the callback.
     pub(crate) aborts: Vec<ConnId>,
+    /// Feeders and openers, for the few connections that have one: kept
+    /// beside the table rather than in every `ConnIo` (16 bytes on each
+    /// idle connection), read only when backpressure flips or a handler asks.
+    pub(crate) links: HashMap<ConnId, Links>,
     pub(crate) sender: Sender<M>,
     pub(crate) offload: Arc<Offload>,
+}
+
+/// What a connection is linked to besides itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Links {
+    /// The connection whose reading pauses while this one's output is over
+    /// the high-water mark ([`crate::Cx::set_feeder`]); `None`: this one.
+    pub(crate) feeder: Option<ConnId>,
+    /// The connection that asked for this outbound connect, if any.
+    pub(crate) opener: Option<ConnId>,
 }
 
 /// Lists connection `id` for the end-of-turn flush, once per turn.
@@ -169,11 +184,18 @@ impl<M: Send + 'static> WorkerState<M> {
     }
 
     pub(crate) fn set_feeder(&mut self, id: ConnId, feeder: Option<ConnId>) -> Result<(), Gone> {
-        let io = self.ios.get_mut(id).ok_or(Gone)?;
-        let old = io.feeder.unwrap_or(id);
-        io.feeder = feeder.filter(|&f| f != id);
-        let new = io.feeder.unwrap_or(id);
-        if io.throttling && old != new {
+        let throttling = self.ios.get(id).ok_or(Gone)?.throttling;
+        let old = self.feeder_of(id);
+        let feeder = feeder.filter(|&f| f != id);
+        match (self.links.get_mut(&id), feeder) {
+            (Some(links), _) => links.feeder = feeder,
+            (None, Some(_)) => {
+                self.links.insert(id, Links { feeder, opener: None });
+            }
+            (None, None) => {}
+        }
+        let new = self.feeder_of(id);
+        if throttling && old != new {
             // The pause moves from the old feeder to the new one.
             for (conn, paused) in [(old, false), (new, true)] {
                 if let Some(io) = self.ios.get_mut(conn) {
@@ -201,13 +223,25 @@ impl<M: Send + 'static> WorkerState<M> {
         let mut io = ConnIo::new(Phase::Connecting { until: Some(until) }, self.now_ms);
         io.peer = Some(addr);
         io.outbound = true;
-        io.opener = opener;
         let id = self.ios.insert(io);
+        if opener.is_some() {
+            self.links.insert(id, Links { feeder: None, opener });
+        }
         if let Some(io) = self.ios.get_mut(id) {
             io.arm(id, &mut self.wheel, until);
         }
         self.connects.push((id, addr));
         id
+    }
+
+    /// The connection whose reading pauses for `id`'s output.
+    pub(crate) fn feeder_of(&self, id: ConnId) -> ConnId {
+        self.links.get(&id).and_then(|l| l.feeder).unwrap_or(id)
+    }
+
+    /// The connection that asked for outbound connection `id`.
+    pub(crate) fn opener_of(&self, id: ConnId) -> Option<ConnId> {
+        self.links.get(&id).and_then(|l| l.opener)
     }
 
     pub(crate) fn set_timer(&mut self, id: ConnId, after: Duration) -> Result<(), Gone> {

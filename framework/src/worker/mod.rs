@@ -139,6 +139,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             dirty: Vec::new(),
             connects: Vec::new(),
             aborts: Vec::new(),
+            links: std::collections::HashMap::new(),
             sender,
             offload,
         };

@@ -89,7 +89,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         self.buffered_peak = self.buffered_peak.max(pending + io.input.len());
         if pending >= high && !io.throttling {
             io.throttling = true;
-            let feeder = io.feeder.unwrap_or(id);
+            let feeder = self.st.feeder_of(id);
             self.set_backpressure(feeder, true);
         }
     }
@@ -137,7 +137,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let pending = io.pending_output();
         if io.throttling && pending < low {
             io.throttling = false;
-            let feeder = io.feeder.unwrap_or(id);
+            let feeder = self.st.feeder_of(id);
             self.set_backpressure(feeder, false);
         }
         if pending > 0 {
@@ -201,14 +201,17 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         io.output.clear(pool);
         // Its output no longer holds its feeder back.
-        let feeder = std::mem::take(&mut io.throttling).then_some(io.feeder).flatten();
+        let throttled = std::mem::take(&mut io.throttling);
         match io.token() {
             Some(token) => self.driver.close(token),
             // Never reached the driver: nothing to wait for.
             None => self.release(id),
         }
-        if let Some(feeder) = feeder {
-            self.set_backpressure(feeder, false);
+        if throttled {
+            let feeder = self.st.feeder_of(id);
+            if feeder != id {
+                self.set_backpressure(feeder, false);
+            }
         }
     }
 
@@ -222,7 +225,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         if !matches!(io.phase, Phase::Connecting { .. }) {
             return;
         }
-        let opener = io.opener;
+        let opener = self.st.opener_of(id);
         tracing::debug!(id = %id, %error, "connect failed");
         self.close_inner(id, CloseReason::Local);
         self.connect_errors.push((id, opener, error));
@@ -263,6 +266,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
         }
         let Some(mut io) = self.st.ios.remove(id) else { return };
+        self.st.links.remove(&id);
         if io.parked {
             self.parked.remove(&id);
         }
