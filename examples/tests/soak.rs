@@ -1,5 +1,5 @@
-//! Soak: echo, HTTP and RESP clients at once against in-process servers on
-//! one backend, with connection churn, for `SOAK_SECS` seconds (default
+//! Soak: echo, HTTP, RESP and proxied-echo clients at once against
+//! in-process servers on one backend, with connection churn, for `SOAK_SECS` seconds (default
 //! 10). It passes when
 //!
 //! * every response was byte-exact (echo, RESP) or complete and correct
@@ -33,10 +33,10 @@
 //!
 //! # The load
 //!
-//! Eight client threads, each with its own connections:
+//! Nine client threads, each with its own connections:
 //!
-//! * two keep-alive clients per protocol: connections of 20 to 200
-//!   exchanges, most ended by a plain client close;
+//! * two keep-alive clients per protocol (one for the proxy): connections of
+//!   20 to 200 exchanges, most ended by a plain client close;
 //! * two churn clients: connections of 1 to 3 exchanges of a random
 //!   protocol, each ended one of the ways that protocol allows.
 //!
@@ -50,7 +50,10 @@
 //!
 //! The exchanges:
 //!
-//! * echo: 1 B to 64 KiB of random bytes, compared byte for byte;
+//! * echo: 1 B to 64 KiB of random bytes, compared byte for byte; the same
+//!   through the `proxy` example in front of the echo server (an outbound
+//!   connection per client, bytes forwarded both ways, FINs and resets
+//!   passed on);
 //! * HTTP: `GET /plaintext` and `GET /json` alone and pipelined (2 to 16),
 //!   `POST /echo` with 0 to 16 KiB bodies; status, `Content-Type`,
 //!   `Content-Length` and body checked;
@@ -71,6 +74,7 @@ use pollring::testing::{config, start};
 use pollring::{on_both_backends, Backend, ConfigBuilder, ServerHandle, Stats};
 use pollring_examples::echo::Echo;
 use pollring_examples::http::Http;
+use pollring_examples::proxy::Proxy;
 use pollring_examples::resp::{limits_for, Resp, Store};
 
 /// The run's length when `SOAK_SECS` is not set (the CI form).
@@ -206,11 +210,13 @@ fn soak_seed() -> u64 {
 // ---------------------------------------------------------------------------
 // Servers
 
-/// The three example servers, in-process on the backend under test.
+/// The example servers, in-process on the backend under test; the proxy
+/// relays to the echo server.
 struct Servers {
     echo: ServerHandle,
     http: ServerHandle,
     resp: ServerHandle,
+    proxy: ServerHandle,
 }
 
 impl Servers {
@@ -232,15 +238,25 @@ impl Servers {
         let built = Servers::config(backend).build().expect("valid soak config");
         let limits = limits_for(&built);
         let store = Arc::new(Store::default());
+        let echo = start(Servers::config(backend), |_| Echo);
+        let upstream = echo.local_addr();
         Servers {
-            echo: start(Servers::config(backend), |_| Echo),
+            echo,
             http: start(Servers::config(backend), |_| Http::new()),
             resp: start(Servers::config(backend), move |_| Resp::new(store.clone(), limits)),
+            proxy: start(Servers::config(backend), move |_| {
+                Proxy::new(upstream, Duration::from_secs(5))
+            }),
         }
     }
 
-    fn each(&self) -> [(Proto, &ServerHandle); 3] {
-        [(Proto::Echo, &self.echo), (Proto::Http, &self.http), (Proto::Resp, &self.resp)]
+    fn each(&self) -> [(Proto, &ServerHandle); 4] {
+        [
+            (Proto::Echo, &self.echo),
+            (Proto::Http, &self.http),
+            (Proto::Resp, &self.resp),
+            (Proto::Proxy, &self.proxy),
+        ]
     }
 
     fn addr(&self, proto: Proto) -> SocketAddr {
@@ -248,15 +264,20 @@ impl Servers {
             Proto::Echo => self.echo.local_addr(),
             Proto::Http => self.http.local_addr(),
             Proto::Resp => self.resp.local_addr(),
+            Proto::Proxy => self.proxy.local_addr(),
         }
     }
 
     /// Stops each server gracefully; every worker must end without error.
     #[track_caller]
     fn stop(self) {
-        for (proto, server) in
-            [(Proto::Echo, self.echo), (Proto::Http, self.http), (Proto::Resp, self.resp)]
-        {
+        // The proxy first: its upstream connections go to the echo server.
+        for (proto, server) in [
+            (Proto::Proxy, self.proxy),
+            (Proto::Echo, self.echo),
+            (Proto::Http, self.http),
+            (Proto::Resp, self.resp),
+        ] {
             server.shutdown();
             if let Err(e) = server.wait() {
                 panic!("{proto:?} server did not stop cleanly: {e}");
@@ -289,15 +310,17 @@ enum Proto {
     Echo,
     Http,
     Resp,
+    /// Echo through the proxy example.
+    Proxy,
 }
 
 impl Proto {
-    const ALL: [Proto; 3] = [Proto::Echo, Proto::Http, Proto::Resp];
+    const ALL: [Proto; 4] = [Proto::Echo, Proto::Http, Proto::Resp, Proto::Proxy];
 
     /// The ways a connection of this protocol can end.
     fn endings(self) -> &'static [Ending] {
         match self {
-            Proto::Echo => &[Ending::ClientClose, Ending::HalfClose, Ending::Reset],
+            Proto::Echo | Proto::Proxy => &[Ending::ClientClose, Ending::HalfClose, Ending::Reset],
             Proto::Http | Proto::Resp => &[Ending::ClientClose, Ending::ServerClose, Ending::Reset],
         }
     }
@@ -332,14 +355,16 @@ enum Role {
     Churn,
 }
 
-/// The client threads: two keep-alive clients per protocol, two churners.
-const ROLES: [Role; 8] = [
+/// The client threads: two keep-alive clients per protocol (one for the
+/// proxy), two churners.
+const ROLES: [Role; 9] = [
     Role::KeepAlive(Proto::Echo),
     Role::KeepAlive(Proto::Echo),
     Role::KeepAlive(Proto::Http),
     Role::KeepAlive(Proto::Http),
     Role::KeepAlive(Proto::Resp),
     Role::KeepAlive(Proto::Resp),
+    Role::KeepAlive(Proto::Proxy),
     Role::Churn,
     Role::Churn,
 ];
@@ -406,7 +431,7 @@ impl Client<'_> {
                 break;
             }
             let requests = match proto {
-                Proto::Echo => echo_exchange(&mut wire, rng)?,
+                Proto::Echo | Proto::Proxy => echo_exchange(&mut wire, rng)?,
                 Proto::Http => http_exchange(&mut wire, rng)?,
                 Proto::Resp => resp.exchange(&mut wire, rng)?,
             };
@@ -422,10 +447,12 @@ impl Client<'_> {
                 wire.expect_eof()?;
             }
             (Ending::ServerClose, Proto::Resp) => resp.quit(&mut wire)?,
-            (Ending::ServerClose, Proto::Echo) => return Err("echo servers never close".into()),
+            (Ending::ServerClose, Proto::Echo | Proto::Proxy) => {
+                return Err("echo servers never close".into())
+            }
             (Ending::Reset, _) => {
                 let request = match proto {
-                    Proto::Echo => {
+                    Proto::Echo | Proto::Proxy => {
                         let len = echo_size(rng);
                         random_bytes(rng, len)
                     }
@@ -808,7 +835,7 @@ impl RespModel {
 /// What the clients did, per protocol, and what went wrong.
 #[derive(Default)]
 struct Tally {
-    protos: [Counts; 3],
+    protos: [Counts; 4],
     errors: AtomicU64,
     /// The first few error messages.
     first_errors: Mutex<Vec<String>>,
