@@ -40,12 +40,10 @@
 //! * A worker's mailbox that is full ([`SendError::Full`]: that worker is
 //!   `Config::mailbox_capacity` messages behind) does not lose the lines:
 //!   they wait in a per-worker backlog, in order, and are sent again first
-//!   thing on the next broadcast and from a 1 ms timer
-//!   ([`Cx::set_timer`]) on the member whose line found the mailbox full.
-//!   The timer runs only while a backlog exists. This is counted
-//!   ([`ChatCounters::delayed`]) and logged at `warn` once per episode.
-//!   (If that member leaves before the backlog drains, the next line from
-//!   this worker resumes the retries.)
+//!   thing on the next broadcast and from the worker's tick every 1 ms
+//!   ([`Cx::tick_in`], [`Handler::on_tick`]), which runs only while a
+//!   backlog exists. This is counted ([`ChatCounters::delayed`]) and logged
+//!   at `warn` once per episode.
 //! * Only a backlog past [`MAX_WORKER_BACKLOG`] bytes drops lines: counted
 //!   ([`ChatCounters::dropped`]) and logged at `warn`. That is the one
 //!   place a line can be lost, and never silently.
@@ -183,9 +181,14 @@ impl Chat {
                 self.queue(worker, lines.clone());
             }
         }
-        if self.backlogs.iter().any(|b| !b.queue.is_empty()) {
-            cx.set_timer(RETRY);
+        if self.backlogged() {
+            cx.tick_in(RETRY);
         }
+    }
+
+    /// Whether lines wait for a full mailbox.
+    fn backlogged(&self) -> bool {
+        self.backlogs.iter().any(|b| !b.queue.is_empty())
     }
 
     /// Adds `lines` to `worker`'s backlog, or drops them if it is too long.
@@ -304,12 +307,11 @@ impl Handler for Chat {
         self.members.retain(|&id| Some(id) == skip || deliver(cx.conn(id), &lines.bytes));
     }
 
-    /// Only armed while lines wait for a full mailbox.
-    fn on_timer(&mut self, _member: &mut Member, cx: &mut Cx<'_, Lines>) {
+    /// Runs only while lines wait for a full mailbox (asked for with
+    /// `tick_in`), and once at start-up.
+    fn on_tick(&mut self, _cx: &mut WorkerCx<'_, Lines>) -> Option<Duration> {
         self.retry_backlogs();
-        if self.backlogs.iter().any(|b| !b.queue.is_empty()) {
-            cx.set_timer(RETRY);
-        }
+        self.backlogged().then_some(RETRY)
     }
 
     fn on_close(&mut self, member: Member, _cx: &mut Cx<'_, Lines>, _reason: CloseReason) {

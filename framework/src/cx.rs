@@ -394,6 +394,14 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
         }))
     }
 
+    /// Asks for [`Handler::on_tick`](crate::Handler::on_tick) on this
+    /// worker no later than `after` from now (a tick scheduled sooner
+    /// stays): work for the worker as a whole, such as retrying what a
+    /// full mailbox refused, without a connection's timer.
+    pub fn tick_in(&mut self, after: Duration) {
+        self.st.tick_in(after);
+    }
+
     /// The worker this connection lives on.
     pub fn worker(&self) -> WorkerId {
         self.st.worker
@@ -647,5 +655,12 @@ impl<M: Send + 'static> WorkerCx<'_, M> {
     /// A sender that reaches every connection and worker of this server.
     pub fn sender(&self) -> Sender<M> {
         self.st.sender.clone()
+    }
+
+    /// Asks for [`Handler::on_tick`](crate::Handler::on_tick) no later than
+    /// `after` from now (see [`Cx::tick_in`]). From `on_tick` itself, the
+    /// earlier of this and its return value wins.
+    pub fn tick_in(&mut self, after: Duration) {
+        self.st.tick_in(after);
     }
 }

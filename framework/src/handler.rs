@@ -144,7 +144,9 @@ pub trait Handler: 'static {
     }
 
     /// A periodic call on the worker; return when to be called next
-    /// (`None`: never again). First called when the worker starts.
+    /// (`None`: not until asked). First called when the worker starts. Any
+    /// callback can ask for an earlier (or a new) tick with
+    /// [`Cx::tick_in`] or [`WorkerCx::tick_in`].
     fn on_tick(&mut self, cx: &mut WorkerCx<'_, Self::Message>) -> Option<Duration> {
         let _ = cx;
         None

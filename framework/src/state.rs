@@ -46,6 +46,8 @@ pub(crate) struct WorkerState<M> {
     /// beside the table rather than in every `ConnIo` (16 bytes on each
     /// idle connection), read only when backpressure flips or a handler asks.
     pub(crate) links: HashMap<ConnId, Links>,
+    /// The earliest `on_tick` a callback asked for (`tick_in`).
+    pub(crate) tick_wanted: Option<Instant>,
     pub(crate) sender: Sender<M>,
     pub(crate) offload: Arc<Offload>,
 }
@@ -250,6 +252,12 @@ impl<M: Send + 'static> WorkerState<M> {
         io.timer_at = Some(at);
         io.arm(id, &mut self.wheel, at);
         Ok(())
+    }
+
+    /// Asks for `on_tick` no later than `after` from now.
+    pub(crate) fn tick_in(&mut self, after: Duration) {
+        let at = self.now + after;
+        self.tick_wanted = Some(self.tick_wanted.map_or(at, |t| t.min(at)));
     }
 
     pub(crate) fn addr(&self, id: ConnId) -> ConnAddr {

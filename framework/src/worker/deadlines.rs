@@ -28,11 +28,18 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             self.expired = expired;
         }
+        // The handler's own schedule, or sooner if a callback asked.
+        if let Some(wanted) = self.st.tick_wanted.take() {
+            self.next_tick = Some(self.next_tick.map_or(wanted, |t| t.min(wanted)));
+        }
         if self.next_tick.is_some_and(|t| t <= now) {
             self.next_tick = match self.call_worker("on_tick", |h, cx| h.on_tick(cx)) {
                 Some(next) => next.map(|d| now + d),
                 None => None, // it panicked: ticks stop
             };
+            if let Some(wanted) = self.st.tick_wanted.take() {
+                self.next_tick = Some(self.next_tick.map_or(wanted, |t| t.min(wanted)));
+            }
         }
         if self.shutdown_deadline.is_some_and(|t| t <= now) {
             self.shutdown_deadline = None;

@@ -140,6 +140,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             connects: Vec::new(),
             aborts: Vec::new(),
             links: std::collections::HashMap::new(),
+            tick_wanted: None,
             sender,
             offload,
         };
@@ -229,7 +230,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             return Some(Duration::ZERO);
         }
         let wheel = self.st.wheel.next_due().map(|ms| self.st.clock.instant(ms));
-        [wheel, self.next_tick, self.shutdown_deadline]
+        [wheel, self.next_tick, self.st.tick_wanted, self.shutdown_deadline]
             .into_iter()
             .flatten()
             .min()
