@@ -320,6 +320,32 @@ fn slot_not_reused_before_closed_is_seen<D: Make>() {
     }
 }
 
+/// Urgent data (`MSG_OOB`) in the middle of a stream: `recv` stops short at
+/// the urgent mark, which must not be taken for "drained" (an
+/// edge-triggered driver would then never read what follows). Both drivers
+/// deliver the same bytes: the stream without the urgent byte.
+fn urgent_data_does_not_stall_the_stream<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 2048));
+    let c = client(addr);
+    let t = accept_one(&mut d);
+    let sock = socket2::SockRef::from(&c);
+    sock.send(b"abc").unwrap();
+    sock.send_out_of_band(b"X").unwrap();
+    sock.send(b"def").unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // all of it queued first
+    let mut got = Vec::new();
+    turn_until(&mut d, "abcdef", |d, ev| match ev {
+        Event::Recv { token, buf } => {
+            assert_eq!(token, t);
+            got.extend_from_slice(d.pool().data(&buf));
+            d.pool_mut().free(buf);
+            got.len() >= 6
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(got, b"abcdef");
+}
+
 /// Turns until `Connected` for `t` arrives; returns its result.
 fn connected<D: Driver>(d: &mut D, t: Token) -> std::io::Result<()> {
     let mut result = None;
@@ -498,6 +524,7 @@ on_both_drivers!(
     pause_and_resume_lose_nothing,
     waker_ends_a_blocked_turn,
     eof_follows_the_last_bytes,
+    urgent_data_does_not_stall_the_stream,
     connect_then_both_ways,
     connect_refused_then_closed,
     close_while_connecting,

@@ -12,7 +12,9 @@
 //!   marked *ready* and is read again at a later turn. A `recv` that returns
 //!   less than a full buffer has emptied the socket's receive queue, so the
 //!   final `recv` that would only say `EAGAIN` is skipped: any later byte is
-//!   a new edge.
+//!   a new edge. Except after urgent data (`MSG_OOB`, reported as
+//!   `EPOLLPRI`): `recv` stops short at the urgent mark with bytes still
+//!   queued behind it, so then the driver reads until `EAGAIN`.
 //! * **Sending.** [`Driver::send`] queues; the next turn writes each
 //!   connection's queue with one `sendmsg` (an iovec per buffer). `EPOLLOUT`
 //!   is watched only while a write left data behind.
@@ -71,7 +73,9 @@ const LISTENER_BIT: u64 = 1 << 63;
 /// iovecs per `sendmsg` (the rest goes in the next call of the same flush).
 const MAX_IOV: usize = 64;
 
-const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// `EPOLLPRI` too: urgent data (`MSG_OOB`) makes `recv` stop short at its
+/// mark, so a short read after it does not mean the queue is empty.
+const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
 struct Conn {
     fd: OwnedFd,
@@ -81,6 +85,9 @@ struct Conn {
     readable: bool,
     /// The peer half-closed and we have seen `RDHUP`: read until 0.
     rdhup: bool,
+    /// Urgent data was signalled (`EPOLLPRI`): a short read may have stopped
+    /// at its mark, so read until `EAGAIN` before calling the socket drained.
+    urgent: bool,
     paused: bool,
     /// End of stream delivered; no more reading.
     eof: bool,
@@ -206,7 +213,7 @@ impl Epoll {
                 Ok(n) => {
                     self.pool.fill(&buf, n);
                     out.push(Event::Recv { token, buf });
-                    if n < self.pool.buf_size() && !conn.rdhup {
+                    if n < self.pool.buf_size() && !conn.rdhup && !conn.urgent {
                         // A short read emptied the receive queue: the next
                         // byte to arrive is a new edge.
                         conn.readable = false;
@@ -216,6 +223,7 @@ impl Epoll {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.pool.free(buf);
                     conn.readable = false;
+                    conn.urgent = false;
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.pool.free(buf),
@@ -365,10 +373,12 @@ impl Epoll {
         }
         let Some(conn) = self.conn(token) else { return };
         let read_flags =
-            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                as u32;
         if flags & read_flags != 0 {
             conn.readable = true;
             conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+            conn.urgent |= flags & libc::EPOLLPRI as u32 != 0;
             // Already queued for a carry-over read: one budget per turn.
             if !conn.in_ready {
                 self.recv(token, out);
@@ -411,10 +421,12 @@ impl Epoll {
             return;
         }
         let read_flags =
-            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                as u32;
         if flags & read_flags != 0 {
             conn.readable = true;
             conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+            conn.urgent |= flags & libc::EPOLLPRI as u32 != 0;
             self.recv(token, out);
         }
     }
@@ -438,6 +450,7 @@ impl Epoll {
             out: Chain::new(),
             readable: false,
             rdhup: false,
+            urgent: false,
             paused: false,
             eof: false,
             queued: false,
