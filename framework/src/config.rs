@@ -436,6 +436,26 @@ impl ConfigBuilder {
     }
 }
 
+/// What a `POLLRING_*` variable accepts, for the error when it does not
+/// parse.
+fn accepted(name: &str) -> &'static str {
+    match name {
+        "POLLRING_BACKEND" => "epoll, uring or auto",
+        "POLLRING_URING_TASKRUN" => "deferred, coop or plain",
+        "POLLRING_WORKERS" => "a whole number of threads (0: one per CPU)",
+        "POLLRING_BACKLOG" => "a positive whole number",
+        "POLLRING_URING_SEND_ZC" => "a whole number of bytes (0: off)",
+        "POLLRING_MAX_INPUT" => "a whole number of bytes (0: half the pool)",
+        "POLLRING_PIN_CPUS"
+        | "POLLRING_URING_RECV_BUNDLE"
+        | "POLLRING_URING_RECV_INC"
+        | "POLLRING_URING_SEND_BUNDLE"
+        | "POLLRING_URING_REGISTER_RING_FD" => "0 (off) or 1 (on)",
+        _ if name.ends_with("_MS") => "a whole number of milliseconds (0: none)",
+        _ => "a whole number",
+    }
+}
+
 fn env_var<T: FromStr>(name: &str) -> Result<Option<T>>
 where
     T::Err: fmt::Display,
@@ -443,7 +463,9 @@ where
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => {
-            v.trim().parse().map(Some).map_err(|e| Error::Config(format!("{name}={v:?}: {e}")))
+            v.trim().parse().map(Some).map_err(|e| {
+                Error::Config(format!("{name}={v:?}: {e}; expected {}", accepted(name)))
+            })
         }
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(e) => Err(Error::Config(format!("{name}: {e}"))),
@@ -453,6 +475,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_variable_names_itself_and_what_it_accepts() {
+        let e = env_var::<usize>("POLLRING_TEST_UNSET_VARIABLE").unwrap();
+        assert_eq!(e, None);
+        // A variable of this test's own, read back at once.
+        std::env::set_var("POLLRING_TEST_BAD_WORKERS", "-1");
+        let err = env_var::<usize>("POLLRING_TEST_BAD_WORKERS").unwrap_err().to_string();
+        std::env::remove_var("POLLRING_TEST_BAD_WORKERS");
+        assert!(err.contains("POLLRING_TEST_BAD_WORKERS=\"-1\""), "{err}");
+        assert!(err.contains("expected a whole number"), "{err}");
+        assert_eq!(accepted("POLLRING_PIN_CPUS"), "0 (off) or 1 (on)");
+        assert_eq!(
+            accepted("POLLRING_IDLE_TIMEOUT_MS"),
+            "a whole number of milliseconds (0: none)"
+        );
+    }
 
     #[test]
     fn backend_names_round_trip() {

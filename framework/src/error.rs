@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 pub use pollring_backends::uring::UringError;
 
 /// What can go wrong starting or running a server.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` reads like its `Display`, so a `main` that returns
+/// `Result<(), pollring::Error>` prints a sentence a user can act on
+/// (`Error: cannot listen on 127.0.0.1:7000: Address already in use`), not
+/// the enum's fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is out of range or inconsistent.
@@ -50,5 +55,29 @@ pub enum Error {
     Signals(#[source] io::Error),
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// `Result` with pollring's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_reads_like_display() {
+        let e = Error::Bind {
+            addr: ([127, 0, 0, 1], 7000).into(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert!(format!("{e:?}").starts_with("cannot listen on 127.0.0.1:7000: "), "{e:?}");
+        let e = Error::Uring(UringError::DisabledByEnv);
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert!(!format!("{e:?}").contains("DisabledByEnv"), "{e:?}");
+    }
+}
