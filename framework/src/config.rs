@@ -412,6 +412,11 @@ impl ConfigBuilder {
                 return fail(format!("{name} must be at least 1"));
             }
         }
+        // Checked for every backend: `Auto` must not hide a mistake behind
+        // a fall-back to epoll.
+        if let Err(what) = c.uring.check() {
+            return fail(format!("io_uring: {what}"));
+        }
         if c.max_connections == 0 {
             return fail("max_connections must be at least 1".into());
         }

@@ -227,6 +227,11 @@ fn resolve_backend(config: &Config) -> Result<Backend> {
         Backend::Uring => probe_uring(config).map(|()| Backend::Uring).map_err(Error::Uring),
         _ => match probe_uring(config) {
             Ok(()) => Ok(Backend::Uring),
+            // A mistake in the configuration is an error on every backend:
+            // falling back would hide it until io_uring is asked for.
+            Err(reason @ pollring_backends::uring::UringError::InvalidConfig(_)) => {
+                Err(Error::Uring(reason))
+            }
             Err(reason) => {
                 tracing::warn!(%reason, "io_uring unavailable; using epoll");
                 Ok(Backend::Epoll)
@@ -241,9 +246,12 @@ fn resolve_backend(config: &Config) -> Result<Backend> {
 /// blocking socket calls that have a timeout (they fail with `EINTR`).
 fn probe_uring(config: &Config) -> Result<(), pollring_backends::uring::UringError> {
     std::thread::scope(|s| {
-        s.spawn(|| uring::probe(&config.uring)).join().unwrap_or(Err(
-            pollring_backends::uring::UringError::InvalidConfig("the io_uring probe panicked"),
-        ))
+        s.spawn(|| uring::probe(&config.uring)).join().unwrap_or_else(|_| {
+            Err(pollring_backends::uring::UringError::Setup {
+                step: "probing io_uring",
+                source: std::io::Error::other("the probe panicked"),
+            })
+        })
     })
 }
 

@@ -3,7 +3,7 @@
 #[macro_use]
 mod util;
 
-use pollring::Backend;
+use pollring::{Backend, Error};
 use util::*;
 
 #[test]
@@ -20,5 +20,21 @@ fn explicit_backends_are_honoured() {
     if uring_or_skip("explicit_backends_are_honoured").is_some() {
         let server = start(config(Backend::Uring), |_| Echo);
         assert_eq!(server.backend(), Backend::Uring);
+    }
+}
+
+/// A mistake in the io_uring settings is an error on every backend, `Auto`
+/// included, not a quiet fall-back to epoll (issue 13:
+/// `POLLRING_URING_ENTRIES=1000`): `build()` refuses it.
+#[test]
+fn a_bad_uring_config_is_refused_on_every_backend() {
+    for backend in [Backend::Auto, Backend::Epoll, Backend::Uring] {
+        let mut uring = pollring::UringConfig::default();
+        uring.entries = 1000; // not a power of two
+        match config(backend).uring(uring).build() {
+            Err(Error::Config(what)) => assert!(what.contains("power of two"), "{what}"),
+            Err(other) => panic!("{backend}: expected a config error, got {other}"),
+            Ok(_) => panic!("{backend}: entries = 1000 accepted"),
+        }
     }
 }

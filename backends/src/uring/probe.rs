@@ -152,20 +152,26 @@ pub(super) fn check_env() -> Result<(), UringError> {
 /// Validates the sizes in `config` (and the environment switch).
 pub(super) fn check_config(config: &UringConfig) -> Result<(), UringError> {
     check_env()?;
-    if !config.entries.is_power_of_two() || config.entries > 32768 {
-        return Err(UringError::InvalidConfig("entries must be a power of two of at most 32768"));
+    config.check().map_err(UringError::InvalidConfig)
+}
+
+impl UringConfig {
+    /// Checks the sizes, whatever the machine: a value no kernel accepts.
+    ///
+    /// # Errors
+    /// What is wrong, as a sentence.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !self.entries.is_power_of_two() || self.entries > 32768 {
+            return Err("entries must be a power of two of at most 32768");
+        }
+        if !self.cq_entries.is_power_of_two() || self.cq_entries < self.entries {
+            return Err("cq_entries must be a power of two and at least entries");
+        }
+        if !self.buf_ring_entries.is_power_of_two() || self.buf_ring_entries > 32768 {
+            return Err("buf_ring_entries must be a power of two of at most 32768");
+        }
+        Ok(())
     }
-    if !config.cq_entries.is_power_of_two() || config.cq_entries < config.entries {
-        return Err(UringError::InvalidConfig(
-            "cq_entries must be a power of two and at least entries",
-        ));
-    }
-    if !config.buf_ring_entries.is_power_of_two() || config.buf_ring_entries > 32768 {
-        return Err(UringError::InvalidConfig(
-            "buf_ring_entries must be a power of two of at most 32768",
-        ));
-    }
-    Ok(())
 }
 
 /// The opcodes the driver submits, with their names for the error.
