@@ -252,7 +252,8 @@ fn http_answers(c: &mut Conn, data: &[u8], corrupt: &mut u64) -> usize {
     done
 }
 
-fn content_length(head: &[u8]) -> Option<usize> {
+/// The `Content-Length` of an HTTP head, if it has one.
+pub(crate) fn content_length(head: &[u8]) -> Option<usize> {
     head.split(|&b| b == b'\n').find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;

@@ -372,13 +372,7 @@ impl Epoll {
             self.flush(token, out);
         }
         let Some(conn) = self.conn(token) else { return };
-        let read_flags =
-            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
-                as u32;
-        if flags & read_flags != 0 {
-            conn.readable = true;
-            conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
-            conn.urgent |= flags & libc::EPOLLPRI as u32 != 0;
+        if note_readable(conn, flags) {
             // Already queued for a carry-over read: one budget per turn.
             if !conn.in_ready {
                 self.recv(token, out);
@@ -420,13 +414,7 @@ impl Epoll {
             out.push(Event::Error { token, error });
             return;
         }
-        let read_flags =
-            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
-                as u32;
-        if flags & read_flags != 0 {
-            conn.readable = true;
-            conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
-            conn.urgent |= flags & libc::EPOLLPRI as u32 != 0;
+        if note_readable(conn, flags) {
             self.recv(token, out);
         }
     }
@@ -462,6 +450,21 @@ impl Epoll {
         });
         Ok(token)
     }
+}
+
+/// Records what a readiness event says about reading; `true` if the socket
+/// may hold input (or its end, or an error) to receive.
+fn note_readable(conn: &mut Conn, flags: u32) -> bool {
+    let read_flags =
+        (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+            as u32;
+    if flags & read_flags == 0 {
+        return false;
+    }
+    conn.readable = true;
+    conn.rdhup |= flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+    conn.urgent |= flags & libc::EPOLLPRI as u32 != 0;
+    true
 }
 
 fn token_from_key(key: u64) -> Token {

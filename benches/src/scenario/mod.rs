@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 
 use crate::compare::cpu_split;
+use crate::load::content_length;
 use crate::serve::Impl;
 
 pub mod chat;
@@ -139,17 +140,6 @@ impl Responses {
         self.pending.drain(..at);
         statuses
     }
-}
-
-fn content_length(head: &[u8]) -> Option<usize> {
-    head.split(|&b| b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
-        if !line[..colon].eq_ignore_ascii_case(b"content-length") {
-            return None;
-        }
-        std::str::from_utf8(&line[colon + 1..]).ok()?.trim().parse().ok()
-    })
 }
 
 #[cfg(test)]

@@ -160,10 +160,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         match io.phase.peer_fin() {
             OnFin::Deliver => {
                 // From WriteClosed the FIN ends the connection: the flush closes it.
+                // Parked input comes back when on_data runs (`Worker::call`).
                 self.st.mark_dirty(id);
-                if self.unpark(id) {
-                    self.mark_data(id);
-                }
+                self.mark_data(id);
             }
             OnFin::Nothing => self.st.mark_dirty(id),
             OnFin::CloseNow(reason) => self.close_now(id, reason),
