@@ -197,6 +197,18 @@ pub trait Driver {
     fn pool(&self) -> &Pool;
 
     /// Mutable access to the pool, for building and consuming chains.
+    ///
+    /// The pool cannot be swapped or replaced through this reference
+    /// ([`Pool`] is unsized): the driver has lent some of its buffers to the
+    /// kernel, and the memory must stay with the driver until the kernel is
+    /// done with it.
+    ///
+    /// ```compile_fail,E0277
+    /// # use pollring_backends::{Driver, buf::Pool};
+    /// fn swap(a: &mut impl Driver, b: &mut impl Driver) {
+    ///     std::mem::swap(a.pool_mut(), b.pool_mut()); // Pool: !Sized
+    /// }
+    /// ```
     fn pool_mut(&mut self) -> &mut Pool;
 
     /// Starts accepting on `listener` (which must be non-blocking).

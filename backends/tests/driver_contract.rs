@@ -14,22 +14,22 @@ use pollring_backends::{net, Driver, Event, Token};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn pool(buf_size: usize, count: u32) -> Pool {
+fn pool(buf_size: usize, count: u32) -> Box<Pool> {
     Pool::new(NonZeroUsize::new(buf_size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
 }
 
 trait Make: Driver + Sized {
-    fn make(pool: Pool) -> Self;
+    fn make(pool: Box<Pool>) -> Self;
 }
 
 impl Make for Epoll {
-    fn make(pool: Pool) -> Self {
+    fn make(pool: Box<Pool>) -> Self {
         Epoll::new(pool, &EpollConfig::default()).expect("epoll driver")
     }
 }
 
 impl Make for Uring {
-    fn make(pool: Pool) -> Self {
+    fn make(pool: Box<Pool>) -> Self {
         Uring::new(pool, &UringConfig::default()).expect(
             "io_uring driver (set POLLRING_NO_URING=1 only where io_uring is really unavailable)",
         )
@@ -58,7 +58,7 @@ macro_rules! on_both_drivers {
 
 /// A driver with one listener on 127.0.0.1:0. Pools must leave room beyond
 /// what io_uring lends its buffer ring (1,024 buffers by default).
-fn listening<D: Make>(pool: Pool) -> (D, SocketAddr) {
+fn listening<D: Make>(pool: Box<Pool>) -> (D, SocketAddr) {
     let mut d = D::make(pool);
     let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap().remove(0);
     let addr = l.local_addr().unwrap();
@@ -516,7 +516,33 @@ fn many_concurrent_connects<D: Make>() {
     assert_eq!(accepter.join().unwrap().len(), 200);
 }
 
+/// A chain of another pool's buffers is refused before the driver follows
+/// its links through its own pool (which would send, then free, buffers
+/// other connections own); the driver goes on serving.
+fn a_chain_from_another_pool_is_refused<D: Make>() {
+    let (mut d, addr) = listening::<D>(pool(4096, 2048));
+    let mut c = client(addr);
+    let t = accept_one(&mut d);
+    let mut other = pool(4096, 4);
+    let mut foreign = Chain::new();
+    foreign.extend_from_slice(&mut other, b"not yours").unwrap();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.send(t, foreign)));
+    let message = refused.expect_err("a foreign chain was sent");
+    let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("another pool"), "panic said {message:?}");
+    let in_use = d.pool().in_use();
+    let mut own = Chain::new();
+    own.extend_from_slice(d.pool_mut(), b"yours").unwrap();
+    d.send(t, own);
+    turn_until(&mut d, "the own chain sent", |_, ev| matches!(ev, Event::Sent { bytes: 5, .. }));
+    let mut got = [0; 5];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"yours", "only the driver's own bytes reach the peer");
+    assert_eq!(d.pool().in_use(), in_use, "the own chain's buffer came back");
+}
+
 on_both_drivers!(
+    a_chain_from_another_pool_is_refused,
     slot_not_reused_before_closed_is_seen,
     recv_reports_bytes_once,
     sent_adds_up_and_arrives_in_order,

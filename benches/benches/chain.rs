@@ -41,7 +41,7 @@ const BATCH: usize = 32;
 /// The stream size most groups move.
 const TOTAL: usize = 64 * 1024;
 
-fn pool() -> Pool {
+fn pool() -> Box<Pool> {
     Pool::new(NonZeroUsize::new(BUF).unwrap(), NonZeroU32::new(COUNT).unwrap())
         .expect("map the bench pool")
 }

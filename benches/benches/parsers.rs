@@ -42,7 +42,7 @@ const PING: &[u8] = b"PING\r\n";
 const PIPELINE: usize = 16;
 const BUF: usize = 16 * 1024;
 
-fn pool() -> Pool {
+fn pool() -> Box<Pool> {
     Pool::new(NonZeroUsize::new(BUF).unwrap(), NonZeroU32::new(16).unwrap())
         .expect("map the bench pool")
 }

@@ -9,6 +9,7 @@ pub use pollring_backends::epoll::EpollConfig;
 pub use pollring_backends::uring::{TaskRun, UringConfig};
 
 use crate::error::{Error, Result};
+use pollring_backends::buf::MAX_POOL_BYTES;
 
 /// Which I/O backend the workers run on. Chosen once at start-up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -397,6 +398,12 @@ impl ConfigBuilder {
         if c.buf_size.get() > 1 << 30 {
             return fail(format!("buf_size {} exceeds 1 GiB", c.buf_size));
         }
+        if c.buf_size.get() * c.buf_count.get() as usize > MAX_POOL_BYTES {
+            return fail(format!(
+                "buf_size {} x buf_count {} reaches 4 GiB; a worker's pool must be smaller",
+                c.buf_size, c.buf_count
+            ));
+        }
         if c.low_water >= c.high_water {
             return fail(format!(
                 "low_water ({}) must be below high_water ({})",
@@ -522,6 +529,8 @@ mod tests {
         assert!(Config::builder().buf_count(70_000).build().is_err());
         assert!(Config::builder().buf_count(0).build().is_err());
         assert!(Config::builder().buf_size(0).build().is_err());
+        let too_big = Config::builder().buf_size(64 << 10).buf_count(1 << 16).build();
+        assert!(too_big.unwrap_err().to_string().contains("4 GiB"));
         let small = Config::builder().buf_count(100).build().unwrap_err();
         assert!(small.to_string().contains("receive reserve"), "{small}");
         assert!(Config::builder().idle_timeout(Some(Duration::ZERO)).build().is_err());

@@ -267,7 +267,7 @@ impl<M: Send + 'static> WorkerStart<M> {
     fn run<D, H, F>(
         self,
         factory: Arc<F>,
-        driver: impl FnOnce(Pool, &Config) -> std::io::Result<D>,
+        driver: impl FnOnce(Box<Pool>, &Config) -> std::io::Result<D>,
     ) -> std::io::Result<()>
     where
         D: Driver,

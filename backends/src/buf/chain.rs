@@ -2,14 +2,17 @@
 
 use std::fmt;
 
-use super::pool::{Buf, BufId, Pool, PoolExhausted, NIL};
+use super::pool::{Buf, BufId, Pool, PoolExhausted, PoolTag, NIL};
 
 /// A byte stream stored in pool buffers linked head to tail.
 ///
 /// Appending never copies what is already there; consuming from the front
 /// frees each buffer as soon as its last byte is consumed. The links live in
 /// the [`Pool`]'s metadata, so every method takes the pool that owns the
-/// buffers — always the same pool for one chain.
+/// buffers — always the same pool for one chain: a chain holding buffers
+/// remembers its pool, and any other pool panics instead of following the
+/// links through its own buffers. A chain holds at most one pool's worth of
+/// bytes, so less than [`MAX_POOL_BYTES`](super::MAX_POOL_BYTES).
 ///
 /// # Examples
 /// ```
@@ -31,18 +34,21 @@ use super::pool::{Buf, BufId, Pool, PoolExhausted, NIL};
 pub struct Chain {
     head: u32,
     tail: u32,
-    len: usize,
+    /// The pool of the linked buffers; meaningless while `head` is `NIL`.
+    pool: PoolTag,
+    /// Bytes linked (a pool is smaller than 4 GiB).
+    len: u32,
 }
 
 impl Chain {
     /// An empty chain; holds no buffer.
     pub const fn new() -> Chain {
-        Chain { head: NIL, tail: NIL, len: 0 }
+        Chain { head: NIL, tail: NIL, pool: 0, len: 0 }
     }
 
     /// Bytes in the chain.
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Whether the chain holds no byte (and so no buffer).
@@ -50,8 +56,24 @@ impl Chain {
         self.len == 0
     }
 
+    /// Checks that `pool` is this chain's before its links are followed.
+    ///
+    /// # Panics
+    /// If the chain holds another pool's buffers: following their links
+    /// through `pool` would read, and free, buffers somebody else owns.
+    fn check(&self, pool: &Pool) {
+        assert!(self.head == NIL || self.pool == pool.tag(), "a Chain used with another pool");
+    }
+
+    /// [`Chain::check`], and makes an empty chain `pool`'s, before linking.
+    fn adopt(&mut self, pool: &Pool) {
+        self.check(pool);
+        self.pool = pool.tag();
+    }
+
     /// Number of buffers linked (walks the list).
     pub fn buffers(&self, pool: &Pool) -> usize {
+        self.check(pool);
         let mut n = 0;
         let mut id = self.head;
         while id != NIL {
@@ -63,15 +85,19 @@ impl Chain {
 
     /// Links `buf` (with whatever data it holds) at the tail. An empty
     /// buffer is freed instead of linked.
+    ///
+    /// # Panics
+    /// If `buf` or the chain's buffers are another pool's.
     pub fn push(&mut self, pool: &mut Pool, buf: Buf) {
-        let id = buf.id().index();
+        self.adopt(pool);
+        let id = pool.disown(buf).index();
         let m = pool.meta(id);
-        let n = (m.end - m.start) as usize;
+        let n = m.end - m.start;
         if n == 0 {
+            let buf = pool.handle(BufId(id));
             pool.free(buf);
             return;
         }
-        let id = buf.into_id().index();
         pool.meta_mut(id).next = NIL;
         if self.tail == NIL {
             self.head = id;
@@ -86,6 +112,7 @@ impl Chain {
     /// buffer when they fit there and are at most `copy_limit` bytes (so small
     /// messages do not pin a whole buffer each), else linked without a copy.
     pub fn push_or_copy(&mut self, pool: &mut Pool, buf: Buf, copy_limit: usize) {
+        self.check(pool);
         let n = pool.data(&buf).len();
         if self.tail != NIL && n <= copy_limit {
             let tail = pool.meta(self.tail);
@@ -96,7 +123,7 @@ impl Chain {
                 let t = tail.end as usize;
                 pool.copy_between(src, s..e, dst, t);
                 pool.meta_mut(self.tail).end += n as u32;
-                self.len += n;
+                self.len += n as u32;
                 pool.free(buf);
                 return;
             }
@@ -106,10 +133,15 @@ impl Chain {
 
     /// Moves every buffer of `other` behind this chain's tail. No byte is
     /// copied.
+    ///
+    /// # Panics
+    /// If either chain holds another pool's buffers.
     pub fn append(&mut self, pool: &mut Pool, mut other: Chain) {
+        other.check(pool);
         if other.head == NIL {
             return;
         }
+        self.adopt(pool);
         if self.tail == NIL {
             self.head = other.head;
         } else {
@@ -156,10 +188,11 @@ impl Chain {
         pool: &mut Pool,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, PoolExhausted> {
+        self.adopt(pool);
         let tail_full = self.tail == NIL || pool.spare_len(self.tail) == 0;
         if tail_full {
             let buf = pool.alloc().ok_or(PoolExhausted)?;
-            let id = buf.into_id().index();
+            let id = pool.disown(buf).index();
             if self.tail == NIL {
                 self.head = id;
             } else {
@@ -173,13 +206,14 @@ impl Chain {
         let n = fill(spare);
         assert!(n <= room, "write_with: fill wrote past its room");
         pool.meta_mut(tail.0).end += n as u32;
-        self.len += n;
+        self.len += n as u32;
         Ok(n)
     }
 
     /// The first contiguous run of bytes (the head buffer's data); empty if
     /// the chain is.
     pub fn first<'p>(&self, pool: &'p Pool) -> &'p [u8] {
+        self.check(pool);
         if self.head == NIL {
             return &[];
         }
@@ -189,6 +223,7 @@ impl Chain {
 
     /// Every contiguous run of bytes, head to tail.
     pub fn chunks<'p>(&self, pool: &'p Pool) -> Chunks<'p> {
+        self.check(pool);
         Chunks { pool, next: self.head }
     }
 
@@ -203,7 +238,7 @@ impl Chain {
         range: std::ops::Range<usize>,
         scratch: &'a mut Vec<u8>,
     ) -> &'a [u8] {
-        assert!(range.start <= range.end && range.end <= self.len, "range past the chain's end");
+        assert!(range.start <= range.end && range.end <= self.len(), "range past the chain's end");
         let mut skip = range.start;
         let want = range.end - range.start;
         if want == 0 {
@@ -253,8 +288,9 @@ impl Chain {
     /// # Panics
     /// If `n` exceeds [`Chain::len`].
     pub fn consume(&mut self, pool: &mut Pool, mut n: usize) {
-        assert!(n <= self.len, "consume past the chain's end");
-        self.len -= n;
+        assert!(n <= self.len(), "consume past the chain's end");
+        self.check(pool);
+        self.len -= n as u32;
         while n > 0 {
             let m = pool.meta_mut(self.head);
             let have = (m.end - m.start) as usize;
@@ -284,8 +320,8 @@ impl Chain {
     /// # Panics
     /// If `n` exceeds [`Chain::len`].
     pub fn split_to(&mut self, pool: &mut Pool, n: usize) -> Result<Chain, PoolExhausted> {
-        assert!(n <= self.len, "split past the chain's end");
-        if n == self.len {
+        assert!(n <= self.len(), "split past the chain's end");
+        if n == self.len() {
             return Ok(std::mem::take(self));
         }
         // Find out first whether a buffer is cut in two, and get the buffer
@@ -316,16 +352,17 @@ impl Chain {
                 );
                 pool.fill(&part, left);
                 pool.meta_mut(self.head).start += left as u32;
-                self.len -= left;
+                self.len -= left as u32;
                 out.push(pool, part);
                 break;
             }
             // Move the whole head buffer.
             let id = self.head;
             self.head = m.next;
-            self.len -= have;
+            self.len -= have as u32;
             left -= have;
-            out.push(pool, Buf::from_owned_id(BufId(id)));
+            let whole = pool.handle(BufId(id));
+            out.push(pool, whole);
         }
         if self.head == NIL {
             self.tail = NIL;
@@ -335,6 +372,7 @@ impl Chain {
 
     /// Frees every buffer; the chain is empty afterwards.
     pub fn clear(&mut self, pool: &mut Pool) {
+        self.check(pool);
         let mut id = self.head;
         while id != NIL {
             let next = pool.meta(id).next;
@@ -349,6 +387,7 @@ impl Chain {
         &self,
         pool: &'p Pool,
     ) -> impl Iterator<Item = (BufId, u32, u32)> + 'p {
+        self.check(pool);
         let mut id = self.head;
         std::iter::from_fn(move || {
             if id == NIL {
@@ -414,7 +453,7 @@ mod tests {
     use super::*;
     use std::num::{NonZeroU32, NonZeroUsize};
 
-    fn pool(size: usize, count: u32) -> Pool {
+    fn pool(size: usize, count: u32) -> Box<Pool> {
         Pool::new(NonZeroUsize::new(size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
     }
 

@@ -20,5 +20,4 @@ mod chain;
 mod pool;
 
 pub use chain::{Chain, Chunks};
-pub(crate) use pool::Mapping;
-pub use pool::{Buf, BufId, Pool, PoolExhausted};
+pub use pool::{Buf, BufId, Pool, PoolExhausted, MAX_POOL_BYTES};

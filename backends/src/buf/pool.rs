@@ -4,31 +4,40 @@ use std::fmt;
 use std::io;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::ptr::NonNull;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
 
-/// The pool's memory: one anonymous mapping, unmapped when the last owner
-/// goes. A driver that lends buffers to the kernel holds its own reference,
-/// so the memory outlives the kernel's use even if the `Pool` value itself
-/// is replaced or dropped through `Driver::pool_mut`.
-pub(crate) struct Mapping {
+/// The pool's memory: one anonymous mapping, unmapped with its pool.
+struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` come from one `mmap_anonymous` call; this is the
-        // last reference (Rc), so no pool hands out slices into it any more,
-        // and drivers that lent it to the kernel keep a reference until the
-        // kernel is done (or leak it).
+        // SAFETY: `ptr`/`len` come from one `mmap_anonymous` call and the
+        // pool that owns this mapping is being dropped, so no slice into it
+        // outlives this. A driver that lent buffers to the kernel owns its
+        // pool in a `Box` that cannot be swapped out (the pool is unsized),
+        // and drops it only once the kernel is done with them, or leaks it.
         unsafe { sys::munmap(self.ptr, self.len) };
     }
 }
 
 /// "No buffer" in the metadata links.
 pub(crate) const NIL: u32 = u32::MAX;
+
+/// Which pool a handle belongs to: unique among the pools of the process
+/// (0 is never one).
+pub(crate) type PoolTag = u32;
+
+/// The next pool's tag.
+static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
+
+/// The most bytes one pool maps: a chain's length is a `u32`, and a chain
+/// never holds more than its pool.
+pub const MAX_POOL_BYTES: usize = u32::MAX as usize;
 
 /// The index of a buffer in its pool. Cheap to copy; it does not own the
 /// buffer (a [`Buf`] does).
@@ -46,33 +55,20 @@ impl BufId {
 ///
 /// It carries no pointer. Read and write it through the [`Pool`] that made
 /// it; give it back with [`Pool::free`] or by linking it into a [`Chain`].
+/// It remembers its pool: any other pool refuses it with a panic, so a
+/// stray handle can never name (and free, or read) another pool's buffer.
 ///
 /// [`Chain`]: super::Chain
 #[must_use = "a Buf leaks its pool buffer unless freed or linked into a Chain"]
 pub struct Buf {
     id: BufId,
+    pool: PoolTag,
 }
 
 impl Buf {
     /// Which buffer this is.
     pub fn id(&self) -> BufId {
         self.id
-    }
-
-    /// Turns the handle into its bare id, for a record that owns the buffer
-    /// from now on (a chain's links, the pool's lent state); the handle is
-    /// rebuilt with [`Buf::from_owned_id`].
-    pub(crate) fn into_id(self) -> BufId {
-        let id = self.id;
-        std::mem::forget(self);
-        id
-    }
-
-    /// Rebuilds the handle of a buffer the caller owns through another
-    /// record (a chain unlinking it, the pool taking back a lent buffer),
-    /// once per such buffer.
-    pub(crate) fn from_owned_id(id: BufId) -> Buf {
-        Buf { id }
     }
 }
 
@@ -113,6 +109,20 @@ pub(crate) struct Meta {
 
 /// A fixed set of equally sized buffers, owned by one worker thread.
 ///
+/// [`Pool::new`] returns a `Box<Pool>`: the type is unsized (its last field
+/// is an empty slice), so a `&mut Pool` cannot be moved out of, swapped or
+/// replaced. A driver lends its pool's buffers to the kernel and hands out
+/// `&mut Pool` ([`Driver::pool_mut`]); were the pool replaceable, the old one
+/// could be dropped, its memory unmapped while the kernel still writes it.
+/// The `Pinned` parameter exists only to build that unsized value; always
+/// write plain `Pool`.
+///
+/// Every [`Buf`] and [`Chain`] remembers the pool it came from, and a pool
+/// refuses (panics on) another pool's handles: one compare per call.
+///
+/// [`Driver::pool_mut`]: crate::Driver::pool_mut
+/// [`Chain`]: super::Chain
+///
 /// The memory is one anonymous mapping of `buf_size * count` bytes: the
 /// kernel commits a page only when it is first written, so a large pool of
 /// which only a few buffers are ever used costs only those buffers in RSS.
@@ -130,9 +140,10 @@ pub(crate) struct Meta {
 /// written into it. The parent goes back to the free list when the kernel has
 /// finished with it and its last view is freed. The table of views grows to
 /// the most views held at once and is reused from then on.
-pub struct Pool {
-    mapping: Rc<Mapping>,
-    base: NonNull<u8>,
+pub struct Pool<Pinned: ?Sized = [()]> {
+    /// The buffers' memory; buffer `i` starts at `ptr + i * buf_size`.
+    mapping: Mapping,
+    tag: PoolTag,
     buf_size: u32,
     count: u32,
     free: Vec<u32>,
@@ -147,6 +158,8 @@ pub struct Pool {
     views: Vec<View>,
     /// Unused entries of `views`.
     free_views: Vec<u32>,
+    /// Makes `Pool` unsized (see the type's docs); always empty.
+    _unmovable: Pinned,
 }
 
 /// A range of a parent buffer, owned as a `Buf` of its own.
@@ -176,22 +189,26 @@ impl Pool {
     /// Maps `count` buffers of `buf_size` bytes each.
     ///
     /// # Errors
-    /// `InvalidInput` if `buf_size` exceeds 1 GiB or `count` exceeds 65,536
-    /// (the io_uring buffer ring names buffers with 16 bits); otherwise the
-    /// error of `mmap`.
-    pub fn new(buf_size: NonZeroUsize, count: NonZeroU32) -> io::Result<Pool> {
-        if buf_size.get() > 1 << 30 || count.get() > 1 << 16 {
+    /// `InvalidInput` if `buf_size` exceeds 1 GiB, `count` exceeds 65,536
+    /// (the io_uring buffer ring names buffers with 16 bits) or the pool
+    /// would exceed [`MAX_POOL_BYTES`]; otherwise the error of `mmap`.
+    pub fn new(buf_size: NonZeroUsize, count: NonZeroU32) -> io::Result<Box<Pool>> {
+        let len = buf_size.get().saturating_mul(count.get() as usize);
+        if buf_size.get() > 1 << 30 || count.get() > 1 << 16 || len > MAX_POOL_BYTES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "buffer size must be at most 1 GiB and buffer count at most 65536",
+                "buffer size must be at most 1 GiB, buffer count at most 65536, \
+                 and the pool less than 4 GiB",
             ));
         }
-        let len = buf_size.get() * count.get() as usize;
+        let tag = NEXT_TAG
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_add(1))
+            .map_err(|_| io::Error::other("every pool tag has been used"))?;
         let base = sys::mmap_anonymous(len)?;
         let count = count.get();
-        Ok(Pool {
-            mapping: Rc::new(Mapping { ptr: base, len }),
-            base,
+        Ok(Box::new(Pool::<[(); 0]> {
+            mapping: Mapping { ptr: base, len },
+            tag,
             buf_size: buf_size.get() as u32,
             count,
             // Pop order 0, 1, 2…: the first buffers used are the first pages.
@@ -201,7 +218,42 @@ impl Pool {
             refs: vec![0; count as usize].into_boxed_slice(),
             views: Vec::new(),
             free_views: Vec::new(),
-        })
+            _unmovable: [],
+        }))
+    }
+
+    /// This pool's tag, which its handles carry.
+    pub(crate) fn tag(&self) -> PoolTag {
+        self.tag
+    }
+
+    /// Makes the handle of buffer or view `id`, which the caller owns
+    /// through another record (a chain unlinking it, the pool taking back a
+    /// lent buffer), once per such buffer.
+    pub(crate) fn handle(&self, id: BufId) -> Buf {
+        Buf { id, pool: self.tag }
+    }
+
+    /// Turns a handle into its bare id, for a record that owns the buffer
+    /// from now on (a chain's links, the pool's lent state); [`Pool::handle`]
+    /// makes it again.
+    ///
+    /// # Panics
+    /// If `buf` is another pool's.
+    pub(crate) fn disown(&self, buf: Buf) -> BufId {
+        let id = self.check(&buf);
+        std::mem::forget(buf);
+        id
+    }
+
+    /// `buf`'s id, after checking that `buf` is this pool's.
+    ///
+    /// # Panics
+    /// If it is not: its id would name one of this pool's buffers that
+    /// somebody else owns.
+    fn check(&self, buf: &Buf) -> BufId {
+        assert!(buf.pool == self.tag, "a Buf from another pool");
+        buf.id
     }
 
     /// Size of every buffer, in bytes.
@@ -229,12 +281,15 @@ impl Pool {
         let id = self.free.pop()?;
         self.meta[id as usize] = Meta { start: 0, end: 0, next: NIL };
         self.state[id as usize] = State::Owned;
-        Some(Buf { id: BufId(id) })
+        Some(self.handle(BufId(id)))
     }
 
     /// Gives a buffer back.
+    ///
+    /// # Panics
+    /// If `buf` is another pool's.
     pub fn free(&mut self, buf: Buf) {
-        let id = buf.into_id();
+        let id = self.disown(buf);
         self.free_id(id);
     }
 
@@ -258,7 +313,7 @@ impl Pool {
     /// Lends `buf` to the kernel: it is neither freed nor read until
     /// [`Pool::reclaim_lent`] or [`Pool::free_lent`] takes it back.
     pub(crate) fn lend(&mut self, buf: Buf) -> BufId {
-        let id = buf.into_id();
+        let id = self.disown(buf);
         debug_assert_eq!(self.state[id.0 as usize], State::Owned);
         self.state[id.0 as usize] = State::Lent;
         id
@@ -272,7 +327,7 @@ impl Pool {
     pub(crate) fn reclaim_lent(&mut self, id: BufId, start: usize, end: usize) -> Buf {
         self.unlend(id);
         self.set_filled(id, start, end);
-        Buf::from_owned_id(id)
+        self.handle(id)
     }
 
     /// Takes back a lent buffer the kernel has finished with, straight into
@@ -318,7 +373,7 @@ impl Pool {
                 (self.views.len() - 1) as u32
             }
         };
-        Buf::from_owned_id(BufId(self.count + slot))
+        self.handle(BufId(self.count + slot))
     }
 
     fn free_view(&mut self, id: u32) {
@@ -345,31 +400,36 @@ impl Pool {
         self.state[id.0 as usize] = State::Owned;
     }
 
-    /// A reference to the memory, for a driver that lends it to the kernel.
-    pub(crate) fn mapping(&self) -> Rc<Mapping> {
-        Rc::clone(&self.mapping)
-    }
-
     /// The filled bytes of `buf`.
+    ///
+    /// # Panics
+    /// If `buf` is another pool's.
     pub fn data(&self, buf: &Buf) -> &[u8] {
-        let m = self.meta(buf.id.0);
-        &self.bytes(buf.id)[m.start as usize..m.end as usize]
+        let id = self.check(buf);
+        let m = self.meta(id.0);
+        &self.bytes(id)[m.start as usize..m.end as usize]
     }
 
     /// The unfilled space after the data of `buf`, to write into before
     /// [`Pool::fill`]. Empty for a view.
+    ///
+    /// # Panics
+    /// If `buf` is another pool's.
     pub fn spare_mut(&mut self, buf: &Buf) -> &mut [u8] {
-        self.spare(buf.id)
+        let id = self.check(buf);
+        self.spare(id)
     }
 
     /// Marks `n` more bytes of `buf` as filled (after writing them through
     /// [`Pool::spare_mut`], or after the kernel wrote them).
     ///
     /// # Panics
-    /// If the buffer has less than `n` bytes of spare room.
+    /// If the buffer has less than `n` bytes of spare room, or is another
+    /// pool's.
     pub fn fill(&mut self, buf: &Buf, n: usize) {
-        assert!(n <= self.spare_len(buf.id.0), "fill past the end of a buffer");
-        self.meta_mut(buf.id.0).end += n as u32;
+        let id = self.check(buf);
+        assert!(n <= self.spare_len(id.0), "fill past the end of a buffer");
+        self.meta_mut(id.0).end += n as u32;
     }
 
     /// Sets the filled range of a buffer the kernel has just written into.
@@ -395,12 +455,18 @@ impl Pool {
 
     /// The buffer whose memory `id` is, and how many of its bytes `id` may
     /// use: the whole buffer, or a view's parent up to the view's end.
+    /// Always `buffer < count` and `len <= buf_size`.
+    ///
+    /// # Panics
+    /// If `id` is neither a buffer nor a live view (indexing checks the
+    /// first; the second is one compare, kept in release builds because the
+    /// result becomes a pointer).
     fn span(&self, id: u32) -> (u32, usize) {
         if id < self.count {
             (id, self.buf_size as usize)
         } else {
             let view = &self.views[(id - self.count) as usize];
-            debug_assert!(view.parent != NIL, "view {id} used after free");
+            assert!(view.parent != NIL, "view {id} used after free");
             (view.parent, view.meta.end as usize)
         }
     }
@@ -418,15 +484,18 @@ impl Pool {
     /// to where `id` may use it (index it with its [`Meta`] range).
     pub(crate) fn bytes(&self, id: BufId) -> &[u8] {
         let (buffer, len) = self.span(id.0);
-        // SAFETY: `buffer < count` (ids only come from this pool, views name
-        // their parent) and `len <= buf_size`, so the range lies inside the
-        // mapping, which lives as long as `self`; a shared borrow of the pool
-        // excludes writers through `spare`. The kernel writes none of these
-        // bytes: a buffer lent to it is only reached through views, and a
-        // view ends where the kernel's next write into its parent begins.
+        // SAFETY: `span` guarantees `buffer < count` and `len <= buf_size`
+        // (it panics on anything else), so the range lies inside the mapping,
+        // which lives as long as `self`; a shared borrow of the pool excludes
+        // writers through `spare`. The kernel writes none of these bytes: ids
+        // reach here from this pool's own handles (`check`) or chains (their
+        // tag is checked), which own their buffer; a lent buffer is owned by
+        // no handle (`lend` takes it, `State::Lent` refuses to free it) and
+        // only its views are, each ending where the kernel's next write into
+        // the parent begins.
         unsafe {
             std::slice::from_raw_parts(
-                self.base.as_ptr().add(buffer as usize * self.buf_size as usize),
+                self.mapping.ptr.as_ptr().add(buffer as usize * self.buf_size as usize),
                 len,
             )
         }
@@ -440,13 +509,15 @@ impl Pool {
             return &mut [];
         }
         let end = self.meta[id.0 as usize].end as usize;
-        // SAFETY: `id < count` (a view has no room) and `end + room ==
-        // buf_size`, so the range lies inside buffer `id` in the mapping; the
-        // exclusive borrow of the pool makes this the only reference into it,
-        // and a buffer with a `Meta` of its own is not lent to the kernel.
+        // SAFETY: `room > 0` only for a buffer (`spare_len` gives a view
+        // none), so `id < count`, and `end + room == buf_size`: the range
+        // lies inside buffer `id` in the mapping. The exclusive borrow of the
+        // pool makes this the only reference into it. `id` comes from one of
+        // this pool's own handles or chains (tags checked), which own the
+        // buffer, so it is not lent to the kernel.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize + end),
+                self.mapping.ptr.as_ptr().add(id.0 as usize * self.buf_size as usize + end),
                 room,
             )
         }
@@ -456,13 +527,13 @@ impl Pool {
     /// byte), for handing to the kernel.
     pub(crate) fn raw_ptr(&self, id: BufId) -> *mut u8 {
         let (buffer, _) = self.span(id.0);
-        debug_assert!(buffer < self.count);
-        // SAFETY: `buffer < count`, so the offset stays inside the mapping.
-        unsafe { self.base.as_ptr().add(buffer as usize * self.buf_size as usize) }
+        // SAFETY: `span` guarantees `buffer < count`, so the offset stays
+        // inside the mapping.
+        unsafe { self.mapping.ptr.as_ptr().add(buffer as usize * self.buf_size as usize) }
     }
 }
 
-impl fmt::Debug for Pool {
+impl<P: ?Sized> fmt::Debug for Pool<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("buf_size", &self.buf_size)
@@ -487,10 +558,12 @@ impl Pool {
         assert!(src_range.end <= from_len && dst_at + src_range.len() <= self.buf_size as usize);
         let from = self.raw_ptr(src);
         let to = self.raw_ptr(dst);
-        // SAFETY: both ranges lie inside their own buffer (asserted above) and
-        // two different buffers never overlap; `&mut self` excludes any other
-        // reference into the mapping during the copy, and neither range is
-        // one the kernel writes (`dst` is an owned buffer, `src` a filled range).
+        // SAFETY: both ranges lie inside their own buffer (asserted above,
+        // with `span` bounding `from_len`) and two different buffers never
+        // overlap; `&mut self` excludes any other reference into the mapping
+        // during the copy. Neither range is one the kernel writes: both ids
+        // come from chains or handles of this pool (tags checked), which own
+        // their buffers, `dst` a whole one and `src` a filled range.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 from.add(src_range.start),
@@ -509,7 +582,7 @@ impl Pool {
         // SAFETY: as in `spare`: inside the mapping, exclusive borrow.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.base.as_ptr().add(id.0 as usize * self.buf_size as usize),
+                self.mapping.ptr.as_ptr().add(id.0 as usize * self.buf_size as usize),
                 self.buf_size as usize,
             )
         }
@@ -520,7 +593,7 @@ impl Pool {
 mod tests {
     use super::*;
 
-    pub(crate) fn pool(size: usize, count: u32) -> Pool {
+    pub(crate) fn pool(size: usize, count: u32) -> Box<Pool> {
         Pool::new(NonZeroUsize::new(size).unwrap(), NonZeroU32::new(count).unwrap()).unwrap()
     }
 
@@ -572,7 +645,8 @@ mod tests {
     #[should_panic(expected = "freed twice")]
     fn a_double_free_panics() {
         let mut p = pool(64, 2);
-        let id = p.alloc().unwrap().into_id();
+        let buf = p.alloc().unwrap();
+        let id = p.disown(buf);
         p.free_id(id);
         p.free_id(id);
     }
@@ -651,14 +725,78 @@ mod tests {
         let buf = p.alloc().unwrap();
         let id = p.lend(buf);
         let view = p.take_lent(id, 0, 1, false);
-        let raw = view.into_id();
+        let raw = p.disown(view);
         p.free_id(raw);
         p.free_id(raw);
+    }
+
+    /// Before pools had tags, buffer 0 of `b` was freed while its owner
+    /// still held it: lent to the kernel again, refilled with another
+    /// peer's bytes, read by the owner.
+    #[test]
+    #[should_panic(expected = "a Buf from another pool")]
+    fn a_buf_from_another_pool_is_refused() {
+        let mut a = pool(64, 2);
+        let mut b = pool(64, 2);
+        let _owned_in_b = b.alloc().unwrap();
+        let foreign = a.alloc().unwrap();
+        assert_eq!(foreign.id(), _owned_in_b.id(), "the same index in both pools");
+        b.free(foreign);
+    }
+
+    #[test]
+    #[should_panic(expected = "a Buf from another pool")]
+    fn reading_another_pools_buf_is_refused() {
+        let mut a = pool(64, 2);
+        let b = pool(64, 2);
+        let foreign = a.alloc().unwrap();
+        let _ = b.data(&foreign);
+    }
+
+    #[test]
+    #[should_panic(expected = "a Chain used with another pool")]
+    fn a_chain_from_another_pool_is_refused() {
+        let mut a = pool(64, 2);
+        let mut b = pool(64, 2);
+        let mut chain = crate::buf::Chain::new();
+        chain.extend_from_slice(&mut a, b"abc").unwrap();
+        chain.clear(&mut b);
+    }
+
+    #[test]
+    fn an_empty_chain_serves_any_pool() {
+        let mut a = pool(64, 2);
+        let mut b = pool(64, 2);
+        let mut chain = crate::buf::Chain::new();
+        chain.extend_from_slice(&mut a, b"abc").unwrap();
+        chain.clear(&mut a);
+        chain.extend_from_slice(&mut b, b"de").unwrap();
+        assert_eq!(chain.first(&b), b"de");
+        chain.clear(&mut b);
+    }
+
+    /// What a forged id of a freed view did: `span` gave the parent `NIL`
+    /// and `bytes` pointed 4 billion buffers past the mapping. Release
+    /// builds check too.
+    #[test]
+    #[should_panic(expected = "used after free")]
+    fn a_freed_view_is_never_read() {
+        let mut p = pool(64, 1);
+        let buf = p.alloc().unwrap();
+        let id = p.lend(buf);
+        let view = p.take_lent(id, 0, 1, false);
+        let raw = view.id();
+        p.free(view);
+        let _ = p.bytes(raw);
     }
 
     #[test]
     fn rejects_oversized_pools() {
         let err = Pool::new(NonZeroUsize::new(64).unwrap(), NonZeroU32::new(70_000).unwrap());
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        // 64 KiB x 65,536 = 4 GiB: one byte too many for a chain's length.
+        let err =
+            Pool::new(NonZeroUsize::new(64 << 10).unwrap(), NonZeroU32::new(1 << 16).unwrap());
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 }

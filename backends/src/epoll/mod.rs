@@ -133,7 +133,7 @@ pub struct Epoll {
     connected: Vec<Token>,
     iov: Vec<libc::iovec>,
     stats: DriverStats,
-    pool: Pool,
+    pool: Box<Pool>,
 }
 
 impl std::fmt::Debug for Epoll {
@@ -151,7 +151,7 @@ impl Epoll {
     ///
     /// # Errors
     /// The error of `epoll_create1`, `eventfd` or `epoll_ctl`.
-    pub fn new(pool: Pool, config: &EpollConfig) -> io::Result<Epoll> {
+    pub fn new(pool: Box<Pool>, config: &EpollConfig) -> io::Result<Epoll> {
         let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 just returned this descriptor; nobody else owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };

@@ -274,12 +274,10 @@ pub struct Uring {
     sqpoll: bool,
     stats: DriverStats,
     counters: UringCounters,
-    // Declared last and dropped by hand in `Drop`, after the kernel is done.
-    /// The memory the kernel may write: held here too, so that it outlives
-    /// the kernel's use even if the caller replaces the pool through
-    /// `pool_mut`. Dropped after cancel-and-wait, or leaked.
-    mapping: ManuallyDrop<std::rc::Rc<crate::buf::Mapping>>,
-    pool: ManuallyDrop<Pool>,
+    /// The memory the kernel may write. `pool_mut` cannot swap it out (the
+    /// pool is unsized), so it lives exactly as long as this field: dropped
+    /// by hand in `Drop` after cancel-and-wait, or leaked.
+    pool: ManuallyDrop<Box<Pool>>,
 }
 
 impl Uring {
@@ -290,7 +288,7 @@ impl Uring {
     ///
     /// # Errors
     /// A [`UringError`] naming why io_uring cannot be used (see [`probe()`]).
-    pub fn new(pool: Pool, config: &UringConfig) -> Result<Uring, UringError> {
+    pub fn new(pool: Box<Pool>, config: &UringConfig) -> Result<Uring, UringError> {
         probe::check_config(config)?;
         let ring = probe::build_ring(
             config.entries,
@@ -370,7 +368,6 @@ impl Uring {
             sqpoll,
             stats: DriverStats::default(),
             counters: UringCounters::default(),
-            mapping: ManuallyDrop::new(pool.mapping()),
             pool: ManuallyDrop::new(pool),
         };
         uring.refill();
@@ -785,15 +782,12 @@ impl Drop for Uring {
                 rings.unregister_all(&self.ring.submitter());
             }
             self.bufring.unregister(&self.ring.submitter());
-            let pool = &mut *self.pool;
+            let pool = &mut **self.pool;
             self.bufring.drain(|id| pool.free_lent(id));
             // SAFETY: every operation has completed and the buffer ring is
             // unregistered, so the kernel holds no pointer into the pool; the
             // pool is not used after this (the remaining fields do not touch it).
             unsafe { ManuallyDrop::drop(&mut self.pool) };
-            // SAFETY: as above: the kernel is done with the memory; this is
-            // the last use of the field.
-            unsafe { ManuallyDrop::drop(&mut self.mapping) };
         } else {
             tracing::warn!(
                 "io_uring operations still in flight at drop; leaking the buffer pool and ring memory"
