@@ -9,6 +9,7 @@
 //! * [`epoll`] — the edge-triggered epoll driver.
 //! * [`uring`] — the io_uring driver.
 //! * [`net`] — listener set-up shared by both.
+//! * [`accept`] — the accept-error policy shared by both.
 //! * [`thread`] — CPU pinning for per-core workers.
 //!
 //! All of pollring's `unsafe` lives in this crate, next to the kernel
@@ -16,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod accept;
 pub mod buf;
 pub mod driver;
 pub mod epoll;

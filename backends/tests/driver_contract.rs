@@ -249,7 +249,7 @@ fn pause_and_resume_lose_nothing<D: Make>() {
 
 /// A waker from another thread ends a blocked turn.
 fn waker_ends_a_blocked_turn<D: Make>() {
-    let mut d = D::make(pool(4096, 16));
+    let mut d = D::make(pool(4096, 128));
     let w = d.waker();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
@@ -541,7 +541,46 @@ fn a_chain_from_another_pool_is_refused<D: Make>() {
     assert_eq!(d.pool().in_use(), in_use, "the own chain's buffer came back");
 }
 
+/// A listener broken for good (here shut down through another descriptor,
+/// so every `accept` says `EINVAL`) is reported and retried at the back-off
+/// pace, never in a loop: the turn returns and the system calls stay few.
+/// epoll used to retry unknown errors at once, inside one endless `turn()`.
+fn a_broken_listener_backs_off<D: Make + 'static>() {
+    use std::os::fd::AsRawFd;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut d = D::make(pool(4096, 2048));
+        let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap().remove(0);
+        let other = l.try_clone().unwrap();
+        d.listen(l).unwrap();
+        // SAFETY: `other` is an open socket owned by this test.
+        assert_eq!(unsafe { libc::shutdown(other.as_raw_fd(), libc::SHUT_RDWR) }, 0);
+        let (mut errors, mut events) = (0, Vec::new());
+        let before = d.stats().syscalls;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            d.turn(Some(Duration::from_millis(5)), &mut events).unwrap();
+            for ev in events.drain(..) {
+                match ev {
+                    Event::AcceptError { error, .. } => {
+                        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+                        errors += 1;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        tx.send((errors, d.stats().syscalls - before)).unwrap();
+    });
+    let (errors, syscalls) =
+        rx.recv_timeout(Duration::from_secs(5)).expect("turn() spun on a broken listener");
+    // 300 ms at a 10 ms back-off: about 30 retries, each a few calls.
+    assert!((1..=45).contains(&errors), "{errors} accept errors reported");
+    assert!(syscalls < 400, "{syscalls} system calls in 300 ms");
+}
+
 on_both_drivers!(
+    a_broken_listener_backs_off,
     a_chain_from_another_pool_is_refused,
     slot_not_reused_before_closed_is_seen,
     recv_reports_bytes_once,
@@ -557,3 +596,31 @@ on_both_drivers!(
     close_while_in_flight,
     many_concurrent_connects,
 );
+
+/// Used directly, without `Config`, each driver refuses settings that would
+/// leave it deaf: a receive reserve as large as the pool (it then never
+/// received a byte), or a zero accept back-off (a broken listener spun).
+#[test]
+fn direct_drivers_refuse_settings_that_never_receive_or_spin() {
+    let mut epoll = EpollConfig::default();
+    epoll.recv_reserve = 16;
+    let err = Epoll::new(pool(4096, 16), &epoll).unwrap_err();
+    assert!(err.to_string().contains("recv_reserve"), "{err}");
+    assert!(Epoll::new(pool(4096, 17), &epoll).is_ok());
+    epoll.accept_backoff = Duration::ZERO;
+    let err = Epoll::new(pool(4096, 64), &epoll).unwrap_err();
+    assert!(err.to_string().contains("accept_backoff"), "{err}");
+
+    if std::env::var("POLLRING_NO_URING").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("!!! SKIPPED the io_uring half: POLLRING_NO_URING is set");
+        return;
+    }
+    let mut uring = UringConfig::default();
+    uring.recv_reserve = 2048;
+    let err = Uring::new(pool(4096, 2048), &uring).unwrap_err();
+    assert!(err.to_string().contains("recv_reserve"), "{err}");
+    assert!(Uring::new(pool(4096, 2049), &uring).is_ok());
+    uring.accept_backoff = Duration::ZERO;
+    let err = Uring::new(pool(4096, 4096), &uring).unwrap_err();
+    assert!(err.to_string().contains("accept_backoff"), "{err}");
+}

@@ -424,6 +424,9 @@ impl ConfigBuilder {
         if let Err(what) = c.uring.check() {
             return fail(format!("io_uring: {what}"));
         }
+        if let Err(what) = c.epoll.check() {
+            return fail(format!("epoll: {what}"));
+        }
         if c.max_connections == 0 {
             return fail("max_connections must be at least 1".into());
         }

@@ -23,8 +23,10 @@
 //!   reports an error) `SO_ERROR` decides between `Connected { Ok }` and
 //!   `Connected { Err }`, and the socket becomes an ordinary connection.
 //! * **Accepting** drains the backlog each time a listener turns readable;
-//!   when the process runs out of descriptors, accepting backs off for
-//!   [`EpollConfig::accept_backoff`] and then retries on its own.
+//!   an error that concerns the listener (out of descriptors, a broken
+//!   socket: see [`accept`](crate::accept)) is reported, and accepting
+//!   backs off for [`EpollConfig::accept_backoff`] and then retries on its
+//!   own.
 //!
 //! One turn is: emit owed `Closed` events → flush queued output → one
 //! `epoll_wait` (zero timeout when there is already work) → reap.
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::accept::{self, Verdict};
 use crate::buf::{Chain, Pool};
 use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
 use crate::sys::{self, syscall};
@@ -51,7 +54,8 @@ pub struct EpollConfig {
     pub recv_budget: usize,
     /// Buffers kept out of the receive path so writes can still get one.
     pub recv_reserve: usize,
-    /// Pause of accepting after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`.
+    /// Pause of a listener after an accept error that concerns it
+    /// (`EMFILE`, `EINVAL`, …: see [`accept`](crate::accept)).
     pub accept_backoff: Duration,
 }
 
@@ -61,7 +65,7 @@ impl Default for EpollConfig {
             max_events: 256,
             recv_budget: 16,
             recv_reserve: 64,
-            accept_backoff: Duration::from_millis(10),
+            accept_backoff: accept::DEFAULT_BACKOFF,
         }
     }
 }
@@ -146,12 +150,35 @@ impl std::fmt::Debug for Epoll {
     }
 }
 
+impl EpollConfig {
+    /// Checks the values: a zero `accept_backoff` would let a broken
+    /// listener spin the worker.
+    ///
+    /// # Errors
+    /// What is wrong, as a sentence.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.accept_backoff.is_zero() {
+            return Err("accept_backoff must not be zero");
+        }
+        Ok(())
+    }
+}
+
 impl Epoll {
     /// Creates the epoll instance and its waker, taking ownership of `pool`.
     ///
     /// # Errors
-    /// The error of `epoll_create1`, `eventfd` or `epoll_ctl`.
+    /// `InvalidInput` if [`EpollConfig::check`] fails or `recv_reserve`
+    /// keeps the whole pool from receiving; else the error of
+    /// `epoll_create1`, `eventfd` or `epoll_ctl`.
     pub fn new(pool: Box<Pool>, config: &EpollConfig) -> io::Result<Epoll> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what);
+        config.check().map_err(invalid)?;
+        if config.recv_reserve >= pool.capacity() {
+            return Err(invalid(
+                "recv_reserve must leave pool buffers to receive into (below the pool's capacity)",
+            ));
+        }
         let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 just returned this descriptor; nobody else owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
@@ -312,18 +339,16 @@ impl Epoll {
             match sys::accept(listener.socket.as_raw_fd()) {
                 Ok((fd, peer)) => out.push(Event::Accepted { listener: id, fd, peer }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_transient_accept_error(&e) => {
-                    // The pending connection is still in the backlog; ET
-                    // will not report it again, so retry after a pause.
-                    listener.retry_at = Some(Instant::now() + self.config.accept_backoff);
-                    out.push(Event::AcceptError { listener: id, error: e });
-                    return;
-                }
-                Err(error) => {
-                    // ECONNABORTED and friends concern one connection only.
-                    tracing::debug!(%error, "accept failed for one connection");
-                }
+                Err(error) => match accept::classify(error.raw_os_error().unwrap_or(0)) {
+                    Verdict::Skip => tracing::debug!(%error, "accept failed for one connection"),
+                    Verdict::BackOff => {
+                        // Pending connections stay in the backlog; ET will
+                        // not report them again, so retry after a pause.
+                        listener.retry_at = Some(Instant::now() + self.config.accept_backoff);
+                        out.push(Event::AcceptError { listener: id, error });
+                        return;
+                    }
+                },
             }
         }
     }
@@ -469,10 +494,6 @@ fn note_readable(conn: &mut Conn, flags: u32) -> bool {
 
 fn token_from_key(key: u64) -> Token {
     Token::new((key & 0xffff_ffff) as u32, (key >> 32) as u32)
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 fn ctl(epfd: &OwnedFd, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {

@@ -10,6 +10,7 @@ use io_uring::cqueue;
 
 use super::conn::{decode, same_generation, user_data, Op};
 use super::{Cancel, Uring};
+use crate::accept::{self, Verdict};
 use crate::driver::{Event, ListenerId, Token};
 use crate::sys;
 
@@ -293,37 +294,23 @@ impl Uring {
                 self.stats.syscalls += 1;
                 out.push(Event::Accepted { listener, fd, peer });
             }
-            None => match -cqe.res {
-                libc::ECANCELED => {}
-                // Concern one pending connection only: carry on.
-                errno @ (libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::EAGAIN
-                | libc::EINTR) => tracing::debug!(
-                    "accept failed for one connection: {}",
-                    io::Error::from_raw_os_error(errno)
-                ),
-                // Out of resources, or the listener itself is broken: report
-                // and back off, so a persistent error cannot spin the worker.
-                errno => {
-                    if !l.closing {
-                        // The caller logs it (rate-limited); this is the trace.
-                        tracing::debug!(
-                            "accept failed: {}; backing off",
-                            io::Error::from_raw_os_error(errno)
-                        );
-                        out.push(Event::AcceptError {
-                            listener,
-                            error: io::Error::from_raw_os_error(errno),
-                        });
+            None if cqe.res == -libc::ECANCELED => {}
+            None => {
+                let error = io::Error::from_raw_os_error(-cqe.res);
+                match accept::classify(-cqe.res) {
+                    Verdict::Skip => tracing::debug!(%error, "accept failed for one connection"),
+                    // Report and back off, so a lasting error cannot spin
+                    // the worker (the caller logs it, rate-limited).
+                    Verdict::BackOff if !l.closing => {
+                        out.push(Event::AcceptError { listener, error });
                         l.backoff = true;
                         if more {
                             self.cancels.push(Cancel::Op(user_data(Op::Accept, key, 0)));
                         }
                     }
+                    Verdict::BackOff => {}
                 }
-            },
+            }
         }
         if !more {
             l.armed = false;

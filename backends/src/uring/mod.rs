@@ -3,9 +3,11 @@
 //! # How it keeps the [`Driver`] contract
 //!
 //! * **Accepts**: one multishot `ACCEPT` per listener. A completion without
-//!   `IORING_CQE_F_MORE` re-arms it at the next turn. `EMFILE`, `ENFILE`,
-//!   `ENOBUFS` and `ENOMEM` are reported as [`Event::AcceptError`]; the
-//!   accept is then re-armed only after a 10 ms `TIMEOUT` (no busy loop).
+//!   `IORING_CQE_F_MORE` re-arms it at the next turn. An error that
+//!   concerns the listener (out of descriptors, a broken socket: see
+//!   [`accept`](crate::accept)) is reported as [`Event::AcceptError`]; the
+//!   accept is then re-armed only after a `TIMEOUT` of
+//!   [`UringConfig::accept_backoff`] (no busy loop).
 //! * **Receives**: one multishot `RECV` per connection, with buffer select
 //!   from a provided buffer ring (`bufring.rs`) whose buffers are pool buffers
 //!   (bid = buffer index). Each completion's buffer becomes an
@@ -92,9 +94,6 @@ use conn::{user_data, Conn, Listener, Op, SendMsgState, ShutdownState};
 pub use probe::{probe, UringError, NO_URING_ENV};
 use sendring::SendRings;
 
-/// How long an accept waits after a resource error before it is re-armed.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-
 /// How long `Drop` waits for cancelled operations to finish.
 const DROP_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -142,6 +141,9 @@ pub struct UringConfig {
     /// How completions are run; without SQPOLL the driver tries this mode
     /// first and falls back to the next simpler one the kernel accepts.
     pub taskrun: TaskRun,
+    /// Pause of a listener after an accept error that concerns it
+    /// (`EMFILE`, `EINVAL`, …: see [`accept`](crate::accept)).
+    pub accept_backoff: Duration,
 }
 
 /// How the kernel runs the work that posts completions.
@@ -188,6 +190,7 @@ impl Default for UringConfig {
             send_zc_threshold: None,
             recv_reserve: 64,
             taskrun: TaskRun::Deferred,
+            accept_backoff: crate::accept::DEFAULT_BACKOFF,
         }
     }
 }
@@ -287,9 +290,16 @@ impl Uring {
     /// it after the kernel can no longer touch it.
     ///
     /// # Errors
-    /// A [`UringError`] naming why io_uring cannot be used (see [`probe()`]).
+    /// A [`UringError`] naming why io_uring cannot be used (see [`probe()`]);
+    /// [`UringError::InvalidConfig`] also if `recv_reserve` keeps the whole
+    /// pool from receiving.
     pub fn new(pool: Box<Pool>, config: &UringConfig) -> Result<Uring, UringError> {
         probe::check_config(config)?;
+        if config.recv_reserve >= pool.capacity() {
+            return Err(UringError::InvalidConfig(
+                "recv_reserve must leave pool buffers to receive into (below the pool's capacity)",
+            ));
+        }
         let ring = probe::build_ring(
             config.entries,
             config.cq_entries,
@@ -357,7 +367,7 @@ impl Uring {
             reclaim: Vec::new(),
             cqes: Vec::with_capacity(cq_entries),
             iov_free: Vec::new(),
-            backoff_ts: Box::new(timespec(ACCEPT_BACKOFF)),
+            backoff_ts: Box::new(timespec(config.accept_backoff)),
             ops: 0,
             bundle,
             zc_threshold,

@@ -156,11 +156,15 @@ pub(super) fn check_config(config: &UringConfig) -> Result<(), UringError> {
 }
 
 impl UringConfig {
-    /// Checks the sizes, whatever the machine: a value no kernel accepts.
+    /// Checks the values, whatever the machine: a size no kernel accepts,
+    /// or a zero `accept_backoff` (a broken listener would spin the worker).
     ///
     /// # Errors
     /// What is wrong, as a sentence.
     pub fn check(&self) -> Result<(), &'static str> {
+        if self.accept_backoff.is_zero() {
+            return Err("accept_backoff must not be zero");
+        }
         if !self.entries.is_power_of_two() || self.entries > 32768 {
             return Err("entries must be a power of two of at most 32768");
         }
