@@ -26,6 +26,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The address given to [`Server::bind`](crate::Server::bind) names no
+    /// socket address (an unknown host, a malformed string).
+    #[error("cannot resolve {name}: {source}")]
+    Resolve {
+        /// The address as given (its `Debug` form, so a string is quoted).
+        name: String,
+        /// The resolver's answer.
+        #[source]
+        source: io::Error,
+    },
     /// `Backend::Uring` was asked for and io_uring cannot start here.
     #[error("the io_uring backend cannot start: {0}")]
     Uring(#[source] UringError),

@@ -1,5 +1,6 @@
 //! Starting, observing and stopping a server.
 
+use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -82,20 +83,16 @@ impl Server {
     /// Binds one `SO_REUSEPORT` listener per worker to `addr`.
     ///
     /// # Errors
-    /// [`Error::Bind`] if the address does not resolve or the kernel refuses.
-    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Server> {
-        let unresolved = || Error::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source: std::io::Error::new(
+    /// [`Error::Resolve`], naming `addr` as given, if it does not resolve;
+    /// [`Error::Bind`] if the kernel refuses.
+    pub fn bind(addr: impl ToSocketAddrs + fmt::Debug, config: Config) -> Result<Server> {
+        let unresolved = |source| Error::Resolve { name: format!("{addr:?}"), source };
+        let addr = addr.to_socket_addrs().map_err(unresolved)?.next().ok_or_else(|| {
+            unresolved(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "address did not resolve",
-            ),
-        };
-        let addr = addr
-            .to_socket_addrs()
-            .map_err(|source| Error::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?
-            .next()
-            .ok_or_else(unresolved)?;
+                "no address of a supported family",
+            ))
+        })?;
         let listeners = net::bind_reuseport(addr, config.workers.get(), config.backlog)
             .map_err(|source| Error::Bind { addr, source })?;
         let addr = listeners[0].local_addr().map_err(|source| Error::Bind { addr, source })?;

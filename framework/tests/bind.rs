@@ -33,4 +33,21 @@ fn a_port_in_use_is_refused(backend: Backend) {
     assert!(again.is_ok(), "rebinding a freed port: {:?}", again.err().map(|e| e.to_string()));
 }
 
-on_both_backends!(a_port_in_use_is_refused);
+/// An address that does not resolve is named in the error, as given (it
+/// used to say `0.0.0.0:0`). No lookup leaves the machine: a missing or
+/// malformed port fails before any resolver is asked.
+fn an_unresolvable_address_is_named(backend: Backend) {
+    for given in ["127.0.0.1", "localhost:http-alt-port"] {
+        match Server::bind(given, config(backend).build().unwrap()) {
+            Err(e @ Error::Resolve { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("{given:?}")), "{text}");
+                assert!(!text.contains("0.0.0.0"), "{text}");
+            }
+            Err(other) => panic!("expected Resolve for {given}, got {other}"),
+            Ok(_) => panic!("{given} bound"),
+        }
+    }
+}
+
+on_both_backends!(a_port_in_use_is_refused, an_unresolvable_address_is_named);
