@@ -66,6 +66,56 @@ pub(super) fn same_generation(full: u32, carried: u32) -> bool {
     full & GEN_MASK == carried
 }
 
+/// Operations submitted whose final completion has not arrived yet, of the
+/// driver as a whole or of one connection or listener.
+///
+/// Counted up only by [`op_started`] and down only by [`op_finished`],
+/// always the driver's total and the owner's together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct InFlight(u32);
+
+impl InFlight {
+    /// Whether no operation is in flight.
+    pub(super) fn is_idle(self) -> bool {
+        self.0 == 0
+    }
+
+    /// How many operations are in flight.
+    pub(super) fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Counts an operation as submitted, for the driver (`total`) and for its
+/// owner (none for the driver's own waker poll).
+pub(super) fn op_started(total: &mut InFlight, owner: Option<&mut InFlight>) {
+    total.0 += 1;
+    if let Some(owner) = owner {
+        owner.0 += 1;
+    }
+}
+
+/// Counts the final completion of an operation of `owner`.
+///
+/// Returns `false` for a final completion nobody was waiting for (a kernel
+/// surprise: say, a second final completion of one operation): it is logged
+/// and the counts stay as they were, where a plain `-= 1` wrapped around,
+/// so the owner's `Closed` never came and drop leaked the ring. The caller
+/// then ignores the completion.
+#[must_use = "an unexpected completion must be ignored"]
+pub(super) fn op_finished(total: &mut InFlight, owner: Option<&mut InFlight>) -> bool {
+    let owed = total.0 > 0 && owner.as_ref().is_none_or(|o| o.0 > 0);
+    if owed {
+        total.0 -= 1;
+        if let Some(owner) = owner {
+            owner.0 -= 1;
+        }
+    } else {
+        tracing::warn!("io_uring final completion for an operation not in flight; ignored");
+    }
+    owed
+}
+
 /// Where a connection's `shutdown(SHUT_WR)` stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ShutdownState {
@@ -101,7 +151,7 @@ pub(super) struct Conn {
     pub(super) fd: Option<OwnedFd>,
     pub(super) generation: u32,
     /// Operations submitted whose final completion has not arrived yet.
-    pub(super) ops: u32,
+    pub(super) ops: InFlight,
     /// A multishot receive is armed (its final completion is outstanding).
     pub(super) recv_armed: bool,
     /// The caller paused receiving.
@@ -150,7 +200,7 @@ impl Conn {
         Conn {
             fd: Some(fd),
             generation,
-            ops: 0,
+            ops: InFlight::default(),
             recv_armed: false,
             paused: false,
             recv_done: false,
@@ -180,6 +230,12 @@ impl Conn {
             && self.connecting.is_none()
     }
 
+    /// Whether the connection is closing and its last operation finished:
+    /// its `Closed` can be reported.
+    pub(super) fn closed_in_kernel(&self) -> bool {
+        self.closing && self.ops.is_idle()
+    }
+
     /// Whether the next flush has something to do.
     pub(super) fn has_output_work(&self) -> bool {
         !self.out.is_empty() || !self.inflight.is_empty() || self.shutdown == ShutdownState::Pending
@@ -190,7 +246,7 @@ impl Conn {
 pub(super) struct Listener {
     pub(super) socket: TcpListener,
     /// Operations (accept, back-off timeout) whose final completion is outstanding.
-    pub(super) ops: u32,
+    pub(super) ops: InFlight,
     /// The multishot accept is armed.
     pub(super) armed: bool,
     /// A resource error was seen: wait before accepting again.
@@ -205,7 +261,7 @@ impl Listener {
     pub(super) fn new(socket: TcpListener) -> Listener {
         Listener {
             socket,
-            ops: 0,
+            ops: InFlight::default(),
             armed: false,
             backoff: false,
             backoff_armed: false,

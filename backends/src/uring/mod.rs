@@ -67,6 +67,7 @@
 mod bufring;
 mod complete;
 mod conn;
+mod enter;
 mod probe;
 mod ringmem;
 mod sendring;
@@ -90,7 +91,7 @@ use crate::sys;
 
 use bufring::BufRing;
 use complete::Cqe;
-use conn::{user_data, Conn, Listener, Op, SendMsgState, ShutdownState};
+use conn::{user_data, Conn, InFlight, Listener, Op, SendMsgState, ShutdownState};
 pub use probe::{probe, UringError, NO_URING_ENV};
 use sendring::SendRings;
 
@@ -205,6 +206,8 @@ pub struct UringCounters {
     pub recv_rearmed: u64,
     /// Times the CQ overflowed and the kernel's backlog was flushed.
     pub cq_overflows: u64,
+    /// Times the kernel said it dropped completions (`EBADR`, out of memory).
+    pub cq_dropped: u64,
     /// Buffers that arrived as the second or later buffer of a recv bundle.
     pub bundled_bufs: u64,
     /// Sends submitted zero-copy (`SEND_ZC`/`SENDMSG_ZC`).
@@ -263,7 +266,7 @@ pub struct Uring {
     /// The accept back-off delay (a `TIMEOUT` reads it).
     backoff_ts: Box<Timespec>,
     /// Operations in flight (final completion outstanding), cancels excluded.
-    ops: u64,
+    ops: InFlight,
     bundle: bool,
     /// Sends of at least this many bytes go zero-copy (`SEND_ZC`/`SENDMSG_ZC`).
     zc_threshold: Option<usize>,
@@ -368,7 +371,7 @@ impl Uring {
             cqes: Vec::with_capacity(cq_entries),
             iov_free: Vec::new(),
             backoff_ts: Box::new(timespec(config.accept_backoff)),
-            ops: 0,
+            ops: InFlight::default(),
             bundle,
             zc_threshold,
             send_rings: send_bundle.then(|| SendRings::new(config.send_bundle_rings)),
@@ -432,41 +435,6 @@ impl Uring {
             .filter(|c| c.generation == token.generation() && !c.closing)
     }
 
-    /// One `io_uring_enter`: submits every queued SQE and, if `want` is 1,
-    /// waits up to `timeout` for a completion.
-    fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
-        self.stats.syscalls += 1;
-        match self.io_enter(want as u32, timeout) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                // A signal or the timeout: an empty wait.
-                Some(libc::EINTR) | Some(libc::ETIME) => Ok(()),
-                // Overflowed completions must be reaped first; `reap` does,
-                // and its flush submits what is still queued.
-                Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
-                _ => Err(e),
-            },
-        }
-    }
-
-    /// The driver's only way into `io_uring_enter`: submits every queued
-    /// SQE, has the kernel post what is ready (`GETEVENTS`: with
-    /// `DEFER_TASKRUN`, completions are only posted by an enter that asks),
-    /// and waits for `min_complete` completions, at most `timeout`. Goes by
-    /// the registered ring index when [`UringConfig::register_ring_fd`] took.
-    fn io_enter(&mut self, min_complete: u32, timeout: Option<Duration>) -> io::Result<usize> {
-        let mut sq = self.ring.submission();
-        sq.sync();
-        let to_submit = sq.len() as u32;
-        let mut flags = io_uring::EnterFlags::GETEVENTS.bits() | self.enter_flags;
-        if self.sqpoll && sq.need_wakeup() {
-            flags |= io_uring::EnterFlags::SQ_WAKEUP.bits();
-        }
-        drop(sq);
-        let ts = timeout.map(sys::KernelTimespec::from);
-        sys::io_uring_enter(self.enter_fd, to_submit, min_complete, flags, ts.as_ref())
-    }
-
     /// Reaps every completion into `out`, flushing CQ overflow until none is
     /// left behind in the kernel.
     fn reap(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
@@ -487,21 +455,6 @@ impl Uring {
     /// Copies the CQ into `self.cqes` (handled later, in order).
     fn collect_cqes(&mut self) {
         self.cqes.extend(self.ring.completion().map(|e| Cqe::from(&e)));
-    }
-
-    /// Completions overflowed the CQ: ask the kernel to move them in.
-    #[cold]
-    fn flush_overflow(&mut self) -> io::Result<()> {
-        tracing::debug!("io_uring CQ overflowed; flushing the kernel's backlog");
-        self.counters.cq_overflows += 1;
-        self.stats.syscalls += 1;
-        match self.io_enter(0, None) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
-                _ => Err(e),
-            },
-        }
     }
 
     /// Emits `Closed` for every closing connection with nothing in flight.
@@ -551,7 +504,7 @@ impl Uring {
         for (_, listener) in self.listeners.iter_mut() {
             listener.closing = true;
         }
-        if self.ops == 0 {
+        if self.ops.is_idle() {
             return true;
         }
         let sqe = opcode::AsyncCancel2::new(CancelBuilder::any()).build().user_data(user_data(
@@ -565,11 +518,9 @@ impl Uring {
         }
         let deadline = Instant::now() + DROP_DEADLINE;
         let mut events = Vec::new();
-        while self.ops > 0 && Instant::now() < deadline {
-            if let Err(e) = self.io_enter(1, Some(Duration::from_millis(50))) {
-                if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME | libc::EBUSY)) {
-                    break;
-                }
+        while !self.ops.is_idle() && Instant::now() < deadline {
+            if self.enter(1, Some(Duration::from_millis(50))).is_err() {
+                break;
             }
             if self.reap(&mut events).is_err() {
                 break;
@@ -581,7 +532,7 @@ impl Uring {
                 }
             }
         }
-        self.ops == 0
+        self.ops.is_idle()
     }
 }
 
@@ -633,7 +584,7 @@ impl Driver for Uring {
             return;
         }
         listener.closing = true;
-        if listener.ops == 0 {
+        if listener.ops.is_idle() {
             self.listeners.remove(key);
             self.stats.syscalls += 1;
             return;
@@ -728,12 +679,12 @@ impl Driver for Uring {
         let index = token.index();
         let Some(conn) = self.live(token) else { return };
         conn.closing = true;
-        let (ops, sending) = (conn.ops, conn.sending);
+        let (idle, sending) = (conn.ops.is_idle(), conn.sending);
         let mut queued = std::mem::take(&mut conn.out);
         let mut inflight = if sending { Chain::new() } else { std::mem::take(&mut conn.inflight) };
         queued.clear(&mut self.pool);
         inflight.clear(&mut self.pool);
-        if ops == 0 {
+        if idle {
             self.finished.push(index);
         } else {
             self.cancels.push(Cancel::Conn(index, token.generation()));
@@ -754,7 +705,7 @@ impl Driver for Uring {
             || !self.cqes.is_empty()
             || !self.ring.completion().is_empty()
             || timeout == Some(Duration::ZERO);
-        self.enter(if news { 0 } else { 1 }, timeout)?;
+        self.enter(u32::from(!news), timeout)?;
         // 3. Reap every completion (overflow included), then due `Closed`s.
         self.reap(out)?;
         self.finish_closes(out);
@@ -824,7 +775,7 @@ impl fmt::Debug for Uring {
             .field("ring_fd", &self.ring.as_raw_fd())
             .field("connections", &self.conns.len())
             .field("listeners", &self.listeners.len())
-            .field("ops_in_flight", &self.ops)
+            .field("ops_in_flight", &self.ops.get())
             .field("ring_buffers", &self.bufring.len())
             .field("pool", &*self.pool)
             .finish()

@@ -11,7 +11,7 @@ use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{opcode, squeue};
 
 use super::bufring::BGID;
-use super::conn::{user_data, Op, SendMsgState, ShutdownState, MAX_IOV};
+use super::conn::{op_started, user_data, Op, SendMsgState, ShutdownState, MAX_IOV};
 use super::sendring::SEND_RING_ENTRIES;
 use super::{Cancel, Uring};
 
@@ -64,25 +64,6 @@ impl Uring {
         }
     }
 
-    /// The SQ is full: submit what it holds.
-    #[cold]
-    fn make_room(&mut self) -> io::Result<()> {
-        self.stats.syscalls += 1;
-        match self.io_enter(0, None) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) => Ok(()),
-                // The kernel holds overflowed completions: take the CQ (they
-                // are handled at reap time) so the next submit can flush them.
-                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    self.collect_cqes();
-                    Ok(())
-                }
-                _ => Err(e),
-            },
-        }
-    }
-
     fn submit_cancels(&mut self) -> io::Result<()> {
         let mut list = std::mem::take(&mut self.cancels);
         for cancel in list.drain(..) {
@@ -91,7 +72,7 @@ impl Uring {
                 Cancel::Conn(index, generation) => match self.conns.get(index) {
                     // Only while the fd is still this connection's (it is
                     // closed once `ops` reaches zero).
-                    Some(c) if c.generation == generation && c.ops > 0 => {
+                    Some(c) if c.generation == generation && !c.ops.is_idle() => {
                         let fd = Fd(c.raw_fd());
                         opcode::AsyncCancel2::new(CancelBuilder::fd(fd).all()).build()
                     }
@@ -121,8 +102,7 @@ impl Uring {
             let sqe = opcode::Connect::new(Fd(c.raw_fd()), addr.as_ptr().cast(), addr.len())
                 .build()
                 .user_data(user_data(Op::Connect, index, c.generation));
-            c.ops += 1;
-            self.ops += 1;
+            op_started(&mut self.ops, Some(&mut c.ops));
             // SAFETY: the kernel reads the address from the box in
             // `c.connecting`, which stays on the connection (its heap
             // contents do not move) until the connect's completion clears it.
@@ -154,8 +134,7 @@ impl Uring {
                     .build()
                     .user_data(user_data(Op::Accept, key, 0))
             };
-            l.ops += 1;
-            self.ops += 1;
+            op_started(&mut self.ops, Some(&mut l.ops));
             // SAFETY: the accept passes no address buffer; the timeout reads
             // `backoff_ts`, boxed in the driver, which outlives the ring's
             // operations (`Drop` waits for them).
@@ -190,8 +169,7 @@ impl Uring {
             budget -= 1;
             c.rearm_queued = false;
             c.recv_armed = true;
-            c.ops += 1;
-            self.ops += 1;
+            op_started(&mut self.ops, Some(&mut c.ops));
             let fd = Fd(c.raw_fd());
             let sqe = if self.bundle {
                 opcode::RecvMultiBundle::new(fd, BGID).build()
@@ -229,8 +207,7 @@ impl Uring {
                 self.submit_send(index)?;
             } else if c.shutdown == ShutdownState::Pending {
                 c.shutdown = ShutdownState::Submitted;
-                c.ops += 1;
-                self.ops += 1;
+                op_started(&mut self.ops, Some(&mut c.ops));
                 let sqe = opcode::Shutdown::new(Fd(c.raw_fd()), libc::SHUT_WR)
                     .build()
                     .user_data(user_data(Op::Shutdown, index, c.generation));
@@ -318,8 +295,7 @@ impl Uring {
         };
         drop(segments);
         c.sending = true;
-        c.ops += 1;
-        self.ops += 1;
+        op_started(&mut self.ops, Some(&mut c.ops));
         let sqe = sqe.user_data(user_data(Op::Send, index, c.generation));
         // SAFETY: the bytes sent are the `inflight` chain's pool buffers,
         // which nobody writes or frees while `sending` is set (new output goes
@@ -334,7 +310,7 @@ impl Uring {
 
     fn arm_wake(&mut self) -> io::Result<()> {
         self.wake_armed = true;
-        self.ops += 1;
+        op_started(&mut self.ops, None);
         let sqe = opcode::PollAdd::new(Fd(self.waker_fd.as_raw_fd()), libc::POLLIN as u32)
             .multi(true)
             .build()
