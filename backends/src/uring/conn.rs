@@ -127,6 +127,41 @@ pub(super) enum ShutdownState {
     Submitted,
 }
 
+/// Where a connection's sending stands. The kernel reads the `inflight`
+/// chain (and a `sendmsg`'s header and iovecs, or a bundle's send ring)
+/// while a send is in flight, that is in every state but `Idle` and
+/// `Failed`.
+pub(super) enum SendState {
+    /// No send in flight: the next flush may submit one.
+    Idle,
+    /// A `SEND`, or a `SENDMSG` with its header and iovecs.
+    Plain { iov: Option<Box<SendMsgState>> },
+    /// A zero-copy send (or sendmsg). It completes twice: its `result`,
+    /// flagged MORE, then a notification once the kernel no longer reads
+    /// the buffers; only the notification ends it.
+    ZeroCopy { iov: Option<Box<SendMsgState>>, result: Option<i32> },
+    /// A send bundle on send ring `ring`: its bytes may come over several
+    /// completions, all but the last flagged MORE (`sent` adds them up).
+    Bundle { ring: u16, sent: u32 },
+    /// A send failed: nothing more is sent.
+    Failed,
+}
+
+impl SendState {
+    /// Whether the kernel may be reading the connection's output.
+    pub(super) fn in_flight(&self) -> bool {
+        !matches!(self, SendState::Idle | SendState::Failed)
+    }
+
+    /// The `sendmsg` storage of the send, for reuse once it is over.
+    pub(super) fn take_iov(&mut self) -> Option<Box<SendMsgState>> {
+        match self {
+            SendState::Plain { iov } | SendState::ZeroCopy { iov, .. } => iov.take(),
+            _ => None,
+        }
+    }
+}
+
 /// Storage for one `sendmsg`: the header and its iovecs must keep their
 /// address until the completion, so they live in a box parked on the
 /// connection while the send is in flight, and in a free list otherwise.
@@ -163,20 +198,10 @@ pub(super) struct Conn {
     /// Output queued by `send`, not yet handed to the kernel.
     pub(super) out: Chain,
     /// Output the kernel is sending (or that is left after a short send).
-    /// Untouched while `sending`.
+    /// Untouched while `send.in_flight()`.
     pub(super) inflight: Chain,
-    /// A send SQE is in flight.
-    pub(super) sending: bool,
-    /// The result of a zero-copy send whose notification is still to come.
-    pub(super) zc_result: Option<i32>,
-    /// The iovecs of the in-flight `sendmsg`, if it is one.
-    pub(super) iov: Option<Box<SendMsgState>>,
-    /// The send ring lent to the in-flight send bundle, if it is one.
-    pub(super) send_ring: Option<u16>,
-    /// Bytes the in-flight send bundle reported in completions flagged MORE.
-    pub(super) bundle_sent: u32,
-    /// A send failed: nothing more is sent.
-    pub(super) send_failed: bool,
+    /// The send in flight, if any.
+    pub(super) send: SendState,
     /// Already in the driver's flush list.
     pub(super) flush_queued: bool,
     pub(super) shutdown: ShutdownState,
@@ -207,12 +232,7 @@ impl Conn {
             rearm_queued: false,
             out: Chain::new(),
             inflight: Chain::new(),
-            sending: false,
-            zc_result: None,
-            iov: None,
-            send_ring: None,
-            bundle_sent: 0,
-            send_failed: false,
+            send: SendState::Idle,
             flush_queued: false,
             shutdown: ShutdownState::No,
             closing: false,

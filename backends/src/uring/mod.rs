@@ -91,7 +91,7 @@ use crate::sys;
 
 use bufring::BufRing;
 use complete::Cqe;
-use conn::{user_data, Conn, InFlight, Listener, Op, SendMsgState, ShutdownState};
+use conn::{user_data, Conn, InFlight, Listener, Op, SendMsgState, SendState, ShutdownState};
 pub use probe::{probe, UringError, NO_URING_ENV};
 use sendring::SendRings;
 
@@ -479,12 +479,10 @@ impl Uring {
     fn reclaim(&mut self) {
         for index in self.reclaim.drain(..) {
             let Some(conn) = self.conns.try_remove(index) else { continue };
-            let Conn { fd, generation, out: mut queued, mut inflight, iov, .. } = conn;
+            let Conn { fd, generation, out: mut queued, mut inflight, mut send, .. } = conn;
             queued.clear(&mut self.pool);
             inflight.clear(&mut self.pool);
-            if let Some(state) = iov {
-                self.iov_free.push(state);
-            }
+            self.iov_free.extend(send.take_iov());
             self.generations[index] = generation.wrapping_add(1);
             debug_assert!(fd.is_none(), "closed when Closed was emitted");
         }
@@ -497,7 +495,7 @@ impl Uring {
         for (_, conn) in self.conns.iter_mut() {
             conn.closing = true;
             conn.out.clear(&mut self.pool);
-            if !conn.sending {
+            if !conn.send.in_flight() {
                 conn.inflight.clear(&mut self.pool);
             }
         }
@@ -627,11 +625,9 @@ impl Driver for Uring {
 
     fn send(&mut self, token: Token, mut data: Chain) {
         let index = token.index();
-        let Some(conn) = self
-            .conns
-            .get_mut(index)
-            .filter(|c| c.generation == token.generation() && !c.closing && !c.send_failed)
-        else {
+        let Some(conn) = self.conns.get_mut(index).filter(|c| {
+            c.generation == token.generation() && !c.closing && !matches!(c.send, SendState::Failed)
+        }) else {
             data.clear(&mut self.pool);
             return;
         };
@@ -679,7 +675,7 @@ impl Driver for Uring {
         let index = token.index();
         let Some(conn) = self.live(token) else { return };
         conn.closing = true;
-        let (idle, sending) = (conn.ops.is_idle(), conn.sending);
+        let (idle, sending) = (conn.ops.is_idle(), conn.send.in_flight());
         let mut queued = std::mem::take(&mut conn.out);
         let mut inflight = if sending { Chain::new() } else { std::mem::take(&mut conn.inflight) };
         queued.clear(&mut self.pool);
@@ -729,13 +725,13 @@ impl Drop for Uring {
                 // A connect the kernel may still read the address of.
                 std::mem::forget(conn.connecting.take());
             }
-            if clean || !conn.sending {
+            if clean || !conn.send.in_flight() {
                 conn.inflight.clear(&mut self.pool);
             } else {
                 // The kernel may still read these buffers and the msghdr and
                 // iovecs that point at them: never free either.
                 std::mem::forget(std::mem::take(&mut conn.inflight));
-                std::mem::forget(conn.iov.take());
+                std::mem::forget(conn.send.take_iov());
             }
         }
         if clean {

@@ -11,7 +11,7 @@ use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{opcode, squeue};
 
 use super::bufring::BGID;
-use super::conn::{op_started, user_data, Op, SendMsgState, ShutdownState, MAX_IOV};
+use super::conn::{op_started, user_data, Op, SendMsgState, SendState, ShutdownState, MAX_IOV};
 use super::sendring::SEND_RING_ENTRIES;
 use super::{Cancel, Uring};
 
@@ -197,7 +197,7 @@ impl Uring {
         for &index in &list {
             let Some(c) = self.conns.get_mut(index) else { continue };
             c.flush_queued = false;
-            if c.closing || c.sending || c.send_failed || c.connecting.is_some() {
+            if c.closing || !matches!(c.send, SendState::Idle) || c.connecting.is_some() {
                 continue;
             }
             // Nothing is in flight, so the kernel reads neither chain: join them.
@@ -234,6 +234,7 @@ impl Uring {
         // notification costs more than the copy it saves.
         let zc = self.zc_threshold.is_some_and(|t| c.inflight.len() >= t);
         self.counters.zero_copy_sends += u64::from(zc);
+        let mut iov = None;
         let sqe = match second {
             None if zc => {
                 opcode::SendZc::new(fd, first_ptr, end - start).flags(libc::MSG_NOSIGNAL).build()
@@ -257,8 +258,7 @@ impl Uring {
                     }
                     rings.publish(i);
                     self.counters.bundled_sends += 1;
-                    c.send_ring = Some(i as u16);
-                    c.bundle_sent = 0;
+                    c.send = SendState::Bundle { ring: i as u16, sent: 0 };
                     opcode::SendBundle::new(fd, rings.bgid(i)).flags(libc::MSG_NOSIGNAL).build()
                 } else {
                     let mut state = self.iov_free.pop().unwrap_or_else(SendMsgState::new);
@@ -288,23 +288,30 @@ impl Uring {
                             .build()
                     };
                     // The box moves, its heap contents (header and iovecs) do not.
-                    c.iov = Some(state);
+                    iov = Some(state);
                     sqe
                 }
             }
         };
         drop(segments);
-        c.sending = true;
+        if !matches!(c.send, SendState::Bundle { .. }) {
+            c.send = if zc {
+                SendState::ZeroCopy { iov, result: None }
+            } else {
+                SendState::Plain { iov }
+            };
+        }
         op_started(&mut self.ops, Some(&mut c.ops));
         let sqe = sqe.user_data(user_data(Op::Send, index, c.generation));
         // SAFETY: the bytes sent are the `inflight` chain's pool buffers,
-        // which nobody writes or frees while `sending` is set (new output goes
-        // to `out`; `close` leaves `inflight` alone) and the pool outlives the
-        // ring's operations. The msghdr and iovecs live in the box parked in
-        // `c.iov` until the completion; a send bundle's ring entries stay in
-        // the send ring, lent to this connection until the final completion. For a zero-copy send, `sending` stays
-        // set until its notification (see `complete_send`), when the kernel
-        // has let go of the buffers.
+        // which nobody writes or frees while `c.send.in_flight()` (new output
+        // goes to `out`; `close` leaves `inflight` alone) and the pool
+        // outlives the ring's operations. The msghdr and iovecs live in the
+        // box parked in `c.send` until the completion; a send bundle's ring
+        // entries stay in the send ring, lent to this connection until the
+        // final completion. A zero-copy send stays in flight until its
+        // notification (see `complete_send`), when the kernel has let go of
+        // the buffers.
         unsafe { self.push(&sqe) }
     }
 
