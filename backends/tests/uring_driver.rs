@@ -614,6 +614,10 @@ fn uring_send_bundles_echo_byte_exact() {
     eprintln!("counters: {c:?}, send rings: {}", echo.drv.send_rings());
     assert!(c.bundled_sends > 0, "no send went out as a bundle");
     assert!(echo.drv.send_rings() <= 4, "more send rings than allowed");
+    // Each full send's ring was checked against the kernel's head (release
+    // builds too, for the first reuses) and found empty.
+    assert!(echo.drv.send_rings_reused(), "a reused ring was not empty");
+    assert!(c.send_rings_retired < c.bundled_sends, "rings were retired instead of reused");
 }
 
 #[test]

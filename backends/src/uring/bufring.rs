@@ -17,7 +17,9 @@
 //!
 //! A recv bundle reports only its first bid and the byte count; the other
 //! buffers are the entries that followed in ring order. We remember the ring
-//! position of every bid to find them.
+//! position of every bid to find them, and read each entry's length back
+//! from the ring: the kernel may have shortened one (a truncated last
+//! buffer), and then the bytes after it start in the next buffer.
 //!
 //! # Incremental consumption
 //!
@@ -158,14 +160,25 @@ impl BufRing {
         let mut left = res;
         for i in 0.. {
             // The slot is not refilled before it is counted reported below.
-            let bid = if i == 0 { first } else { self.mem.bid(start.wrapping_add(i as u16)) };
+            let pos = start.wrapping_add(i as u16);
+            let bid = if i == 0 { first } else { self.mem.bid(pos) };
             let b = bid as usize;
             if !self.in_ring.get(b).copied().unwrap_or(false) {
                 tracing::warn!("completion names bid {bid}, which is not in the buffer ring");
                 return;
             }
-            let from = if self.incremental { self.filled[b] as usize } else { 0 };
-            let n = left.min(buf_size - from);
+            // Where this completion's bytes start in the buffer, and how
+            // many it can hold: incrementally, the rest of the buffer (the
+            // kernel moves the entry's address and length along as it
+            // fills, so we keep the offset); else the entry's length, which
+            // the kernel may have shortened.
+            let (from, room) = if self.incremental {
+                let from = self.filled[b] as usize;
+                (from, buf_size - from)
+            } else {
+                (0, (self.mem.len(pos) as usize).min(buf_size))
+            };
+            let n = left.min(room);
             left -= n;
             let last = left == 0 || !bundle;
             // Without incremental consumption a buffer leaves the ring with
@@ -194,5 +207,35 @@ impl BufRing {
             }
         }
         self.reported = self.tail;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle's bytes follow the entries' lengths as the kernel left
+    /// them: after an entry it shortened, they go on in the next buffer
+    /// (the walk used to assume `buf_size` for every entry and put them
+    /// after the shortened entry's end).
+    #[test]
+    fn a_bundle_follows_a_shortened_entry() {
+        let mut ring = BufRing::new(8, 16).unwrap();
+        let mut memory = [0u8; 4 * 64];
+        for bid in 0..4u32 {
+            let addr = memory[bid as usize * 64..].as_mut_ptr();
+            ring.push(BufId(bid), addr, 64);
+        }
+        // What the kernel does to a bundle's truncated buffer: its entry's
+        // length, written back into the ring.
+        let second = ring.pos_of[1];
+        // SAFETY: the ring is not registered: no kernel reads the slot.
+        unsafe { ring.mem.write(second, memory[64..].as_ptr(), 10, 1) };
+        let mut pieces = Vec::new();
+        ring.take(0, 64 + 10 + 30, true, false, 64, |id, range, released| {
+            pieces.push((id.index(), range, released));
+        });
+        assert_eq!(pieces, [(0, 0..64, true), (1, 0..10, true), (2, 0..30, true)]);
+        assert_eq!(ring.len(), 1, "one entry left in the ring");
     }
 }

@@ -417,6 +417,12 @@ impl Uring {
         self.enter_flags & sys::ENTER_REGISTERED_RING != 0
     }
 
+    /// Whether send rings are reused after a full send: true unless a check
+    /// of the kernel's ring head disagreed (see `uring/sendring.rs`).
+    pub fn send_rings_reused(&self) -> bool {
+        self.send_rings.as_ref().is_some_and(SendRings::reusing)
+    }
+
     /// Send rings made right now (for send bundles).
     pub fn send_rings(&self) -> usize {
         self.send_rings.as_ref().map_or(0, SendRings::made)

@@ -131,6 +131,18 @@ impl RingMem {
         unsafe { std::ptr::addr_of!((*entry).bid).read() }
     }
 
+    /// The length of the entry at position `pos` as it stands now: what we
+    /// wrote, or less where the kernel shortened the entry (a bundle's
+    /// truncated last buffer) or consumed part of it (incremental mode).
+    pub(super) fn len(&self, pos: u16) -> u32 {
+        let entry = self.slot(pos);
+        // SAFETY: `entry` points inside the mapping. The kernel may have
+        // written `len` (see above); it does so before posting the
+        // completion that makes the caller look, and the read is volatile
+        // and through a raw pointer, creating no reference to shared memory.
+        unsafe { std::ptr::addr_of!((*entry).len).read_volatile() }
+    }
+
     /// Makes every entry before `tail` visible to the kernel.
     pub(super) fn publish(&self, tail: u16) {
         // SAFETY: the mapping is valid and page aligned; the shared tail is

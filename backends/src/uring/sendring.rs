@@ -9,8 +9,16 @@
 //! the kernel's head is then at our tail, so the ring is empty. After a short
 //! send, an error or a cancel the head is not known without asking the
 //! kernel, and the ring is unregistered instead (one system call, off the
-//! common path). Debug builds ask the kernel after every reuse-eligible
-//! completion and assert that the head is where we think.
+//! common path).
+//!
+//! "Every byte sent, so the head is at our tail" is the kernel's behaviour,
+//! not something we can see: the head is not in shared memory. So, in
+//! release builds too, the driver asks the kernel for the head
+//! (`IORING_REGISTER_PBUF_STATUS`, one system call) on each of the first
+//! [`VERIFIED_REUSES`] reuses; once that many agreed, it trusts the rule on
+//! this kernel. A disagreement retires the ring and turns reuse off for good
+//! (every bundle then gets a fresh ring: slower, never wrong); so does a
+//! kernel that cannot report the head. Debug builds check every reuse.
 //!
 //! Rings are created on demand, up to [`UringConfig::send_bundle_rings`];
 //! a send that finds none free goes out as a `SENDMSG` instead.
@@ -23,6 +31,20 @@ use super::ringmem::RingMem;
 
 /// Entries of one send ring: one page, and the most segments one bundle sends.
 pub(super) const SEND_RING_ENTRIES: u16 = 256;
+
+/// Reuses checked against the kernel's head before the rule is trusted.
+pub(super) const VERIFIED_REUSES: u32 = 64;
+
+/// Whether a ring whose send reported every byte may be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reuse {
+    /// Yes, after asking the kernel where its head is; this many agreed.
+    Checking(u32),
+    /// Yes: [`VERIFIED_REUSES`] checks agreed.
+    Trusted,
+    /// No: the kernel's head once disagreed, or could not be read.
+    Never,
+}
 
 /// Buffer group of send ring `i` (group 0 is the receive ring).
 fn bgid(i: usize) -> u16 {
@@ -48,6 +70,7 @@ pub(super) struct SendRings {
     unmade: Vec<usize>,
     /// Bytes pushed into each ring for the send in flight.
     pushed: Vec<usize>,
+    reuse: Reuse,
 }
 
 impl SendRings {
@@ -59,6 +82,7 @@ impl SendRings {
             free: Vec::new(),
             unmade: (0..max).rev().collect(),
             pushed: vec![0; max],
+            reuse: Reuse::Checking(0),
         }
     }
 
@@ -127,22 +151,35 @@ impl SendRings {
     ) -> bool {
         let pushed = std::mem::take(&mut self.pushed[i]);
         let Some(ring) = self.rings[i].as_mut() else { return false };
-        if sent == Some(pushed) {
-            if cfg!(debug_assertions) {
-                if let Ok(head) = ring.mem.head(ring_fd) {
-                    assert_eq!(
-                        head, ring.tail,
-                        "send ring {i}: the kernel's head is not at our tail after a full send"
+        if sent == Some(pushed) && self.reuse != Reuse::Never {
+            let check = cfg!(debug_assertions) || self.reuse != Reuse::Trusted;
+            let empty = !check || ring.mem.head(ring_fd).is_ok_and(|head| head == ring.tail);
+            self.reuse = match self.reuse {
+                _ if !empty => {
+                    tracing::warn!(
+                        "send ring {i}: the kernel's head is not at our tail after a full send \
+                         (or cannot be read); send rings are no longer reused"
                     );
+                    Reuse::Never
                 }
+                Reuse::Checking(n) if n + 1 >= VERIFIED_REUSES => Reuse::Trusted,
+                Reuse::Checking(n) => Reuse::Checking(n + 1),
+                trusted => trusted,
+            };
+            if empty {
+                self.free.push(i);
+                return false;
             }
-            self.free.push(i);
-            return false;
         }
         ring.mem.unregister(submitter);
         self.rings[i] = None;
         self.unmade.push(i);
         true
+    }
+
+    /// Whether rings are still reused (no check of the kernel's head failed).
+    pub(super) fn reusing(&self) -> bool {
+        self.reuse != Reuse::Never
     }
 
     /// Rings made right now (lent or free).
