@@ -8,25 +8,37 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Calls a libc function and turns `-1` into `io::Error::last_os_error()`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: the caller passes arguments that satisfy the system call's
-        // contract; each call site states how below.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
+/// Turns a libc return value of `-1` into `io::Error::last_os_error()`.
+/// Each caller makes its own `unsafe` call, justified where it is made.
+pub(crate) fn cvt<T: MinusOne>(res: T) -> io::Result<T> {
+    if res == T::MINUS_ONE {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
 }
-pub(crate) use syscall;
+
+/// The integer types libc functions return, with their `-1`.
+pub(crate) trait MinusOne: PartialEq + Copy {
+    const MINUS_ONE: Self;
+}
+
+impl MinusOne for i32 {
+    const MINUS_ONE: i32 = -1;
+}
+
+impl MinusOne for i64 {
+    const MINUS_ONE: i64 = -1;
+}
+
+impl MinusOne for isize {
+    const MINUS_ONE: isize = -1;
+}
 
 /// Creates a non-blocking, close-on-exec eventfd with a zero counter.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    // eventfd takes no pointers; flags are valid constants.
-    let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+    // SAFETY: eventfd takes no pointers; the flags are valid constants.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
     // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -35,8 +47,8 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
 /// "a wake-up is pending", so it counts as success.
 pub(crate) fn eventfd_signal(fd: RawFd) -> io::Result<()> {
     let one: u64 = 1;
-    // `one` lives across the call and is 8 bytes, as eventfd requires.
-    match syscall!(write(fd, (&one as *const u64).cast(), 8)) {
+    // SAFETY: `one` lives across the call and is 8 bytes, as eventfd requires.
+    match cvt(unsafe { libc::write(fd, (&one as *const u64).cast(), 8) }) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
         Err(e) => Err(e),
@@ -46,8 +58,8 @@ pub(crate) fn eventfd_signal(fd: RawFd) -> io::Result<()> {
 /// Resets an eventfd counter to zero (non-blocking read).
 pub(crate) fn eventfd_drain(fd: RawFd) {
     let mut value: u64 = 0;
-    // `value` is a writable 8-byte location for the duration of the call.
-    let _ = syscall!(read(fd, (&mut value as *mut u64).cast(), 8));
+    // SAFETY: `value` is a writable 8-byte location for the duration of the call.
+    let _ = cvt(unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) });
 }
 
 /// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`, returning the peer address.
@@ -55,13 +67,15 @@ pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>
     // SAFETY: an all-zero sockaddr_storage is a valid (empty) value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // `storage` and `len` are valid for writes and `len` holds the storage size.
-    let fd = syscall!(accept4(
-        listener,
-        (&mut storage as *mut libc::sockaddr_storage).cast(),
-        &mut len,
-        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-    ))?;
+    // SAFETY: `storage` and `len` are valid for writes and `len` holds the storage size.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            listener,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
     // SAFETY: accept4 returned a fresh descriptor that nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     Ok((fd, sockaddr_to_std(&storage)))
@@ -72,12 +86,14 @@ pub(crate) fn peer_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     // SAFETY: an all-zero sockaddr_storage is a valid (empty) value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // `storage` and `len` are valid for writes and `len` holds the storage size.
-    syscall!(getpeername(
-        fd.as_raw_fd(),
-        (&mut storage as *mut libc::sockaddr_storage).cast(),
-        &mut len
-    ))
+    // SAFETY: `storage` and `len` are valid for writes and `len` holds the storage size.
+    cvt(unsafe {
+        libc::getpeername(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })
     .ok()?;
     sockaddr_to_std(&storage)
 }
@@ -111,8 +127,8 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 /// `recv` into `buf`; `Ok(0)` is end of stream.
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // `buf` is valid for writes of `buf.len()` bytes for the whole call.
-    syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)).map(|n| n as usize)
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) }).map(|n| n as usize)
 }
 
 /// `writev` over iovecs that the caller keeps alive and unmodified for the call.
@@ -124,9 +140,13 @@ pub(crate) fn sendmsg(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = iov.len() as _;
-    // `msg` points at `iov`, whose entries point at live pool memory (the
-    // caller's contract); the kernel only reads through them.
-    syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)).map(|n| n as usize)
+    // SAFETY: `msg` and the `iov` slice it points at live across the call.
+    // The kernel only reads the memory the iovecs name and fails with EFAULT
+    // on an unmapped address, so no iovec can make the call unsound; which
+    // bytes go out is the caller's business (the epoll driver names only
+    // filled ranges of its own pool's buffers).
+    cvt(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) })
+        .map(|n| n as usize)
 }
 
 /// A non-blocking, close-on-exec TCP socket of `addr`'s family, with
@@ -160,7 +180,9 @@ pub(crate) fn take_socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
 
 /// `shutdown(fd, SHUT_WR)`: sends FIN after queued data.
 pub(crate) fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    syscall!(shutdown(fd, libc::SHUT_WR)).map(drop)
+    // SAFETY: shutdown takes no pointer; a stale or foreign `fd` gives an
+    // error (EBADF, ENOTSOCK), never memory unsafety.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(drop)
 }
 
 /// Anonymous private mapping, lazily backed by the kernel (untouched pages
@@ -198,8 +220,8 @@ pub(crate) unsafe fn munmap(ptr: std::ptr::NonNull<u8>, len: usize) {
 pub(crate) fn kernel_version() -> Option<(u32, u32)> {
     // SAFETY: an all-zero utsname is a valid value (arrays of zero bytes).
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // `uts` is valid for writes for the whole call.
-    syscall!(uname(&mut uts)).ok()?;
+    // SAFETY: `uts` is valid for writes for the whole call.
+    cvt(unsafe { libc::uname(&mut uts) }).ok()?;
     let release: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     let release = std::str::from_utf8(&release).ok()?;
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
@@ -221,15 +243,17 @@ struct BufStatus {
 pub(crate) fn pbuf_ring_head(ring_fd: RawFd, bgid: u16) -> io::Result<u16> {
     const IORING_REGISTER_PBUF_STATUS: libc::c_long = 26;
     let mut status = BufStatus { buf_group: bgid as u32, head: 0, resv: [0; 8] };
-    // `status` is a valid, writable `io_uring_buf_status` for the whole call,
+    // SAFETY: `status` is a valid, writable `io_uring_buf_status` for the whole call,
     // and the kernel reads and writes only that one struct (nr_args 1).
-    syscall!(syscall(
-        libc::SYS_io_uring_register,
-        ring_fd as libc::c_long,
-        IORING_REGISTER_PBUF_STATUS,
-        &mut status as *mut BufStatus,
-        1 as libc::c_long,
-    ))?;
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd as libc::c_long,
+            IORING_REGISTER_PBUF_STATUS,
+            &mut status as *mut BufStatus,
+            1 as libc::c_long,
+        )
+    })?;
     Ok(status.head as u16)
 }
 
@@ -286,18 +310,20 @@ pub(crate) fn io_uring_enter(
         }
         None => (flags, std::ptr::null(), 0),
     };
-    // `arg` (and the timespec it points at) outlive the call; without
+    // SAFETY: `arg` (and the timespec it points at) outlive the call; without
     // EXT_ARG the argument is null with length 0 (no signal mask). The SQEs
     // submitted were queued under the driver's own memory contract.
-    let n = syscall!(syscall(
-        libc::SYS_io_uring_enter,
-        fd as libc::c_long,
-        to_submit as libc::c_long,
-        min_complete as libc::c_long,
-        flags as libc::c_long,
-        arg_ptr,
-        arg_len as libc::c_long,
-    ))?;
+    let n = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd as libc::c_long,
+            to_submit as libc::c_long,
+            min_complete as libc::c_long,
+            flags as libc::c_long,
+            arg_ptr,
+            arg_len as libc::c_long,
+        )
+    })?;
     Ok(n as usize)
 }
 
@@ -334,14 +360,16 @@ pub(crate) fn io_uring_unregister_ring_fd(ring_fd: RawFd, index: u32) -> io::Res
 /// `io_uring_register(ring_fd, opcode, update, 1)` for the ring fd
 /// registration opcodes, which take one `io_uring_rsrc_update`.
 fn ring_fd_update(ring_fd: RawFd, opcode: libc::c_long, update: &mut RsrcUpdate) -> io::Result<()> {
-    // `update` is a valid, writable `io_uring_rsrc_update` for the whole
+    // SAFETY: `update` is a valid, writable `io_uring_rsrc_update` for the whole
     // call; the kernel reads and writes that one entry (nr_args 1).
-    syscall!(syscall(
-        libc::SYS_io_uring_register,
-        ring_fd as libc::c_long,
-        opcode,
-        update as *mut RsrcUpdate,
-        1 as libc::c_long,
-    ))?;
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd as libc::c_long,
+            opcode,
+            update as *mut RsrcUpdate,
+            1 as libc::c_long,
+        )
+    })?;
     Ok(())
 }

@@ -27,18 +27,22 @@ pub fn pin_to_cpus(cpus: &[usize]) -> io::Result<()> {
         // SAFETY: `cpu < CPU_SETSIZE`, checked above, so the bit lies inside `set`.
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
-    // `set` is a valid cpu_set_t of the size passed, read by the kernel only.
-    crate::sys::syscall!(sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set))
-        .map(drop)
+    // SAFETY: `set` is a valid cpu_set_t of the size passed, read by the kernel only.
+    crate::sys::cvt(unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    })
+    .map(drop)
 }
 
 /// CPUs this process may run on, in order (`sched_getaffinity`).
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // `set` is writable and of the size passed.
-    if crate::sys::syscall!(sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set))
-        .is_err()
+    // SAFETY: `set` is writable and of the size passed.
+    if crate::sys::cvt(unsafe {
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+    })
+    .is_err()
     {
         return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     }

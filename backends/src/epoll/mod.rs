@@ -42,7 +42,7 @@ use slab::Slab;
 use crate::accept::{self, Verdict};
 use crate::buf::{Chain, Pool};
 use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
-use crate::sys::{self, syscall};
+use crate::sys;
 
 /// Switches of the epoll driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,7 +179,8 @@ impl Epoll {
                 "recv_reserve must leave pool buffers to receive into (below the pool's capacity)",
             ));
         }
-        let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 takes no pointer; the flag is a valid constant.
+        let epfd = sys::cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 just returned this descriptor; nobody else owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
         let wake_fd = Arc::new(sys::eventfd()?);
@@ -284,8 +285,12 @@ impl Epoll {
             self.iov.clear();
             let mut total = 0;
             for (id, start, end) in conn.out.segments(&self.pool).take(MAX_IOV) {
-                // SAFETY: `start..end` lies inside buffer `id` of the pool
-                // (chain invariant), so the pointer is in bounds.
+                // SAFETY: `segments` checked that `conn.out` is this pool's
+                // chain (it panics on another pool's), so `id` is one of this
+                // pool's buffers or live views and `start..end` lies inside
+                // its bytes (`Meta` ranges never pass `buf_size`): the offset
+                // stays in the mapping. The bytes are the chain's own, which
+                // nobody writes while the chain holds them.
                 let base = unsafe { self.pool.raw_ptr(id).add(start as usize) };
                 self.iov
                     .push(libc::iovec { iov_base: base.cast(), iov_len: (end - start) as usize });
@@ -498,9 +503,9 @@ fn token_from_key(key: u64) -> Token {
 
 fn ctl(epfd: &OwnedFd, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event { events, u64: key };
-    // `ev` is a valid epoll_event for the duration of the call; both
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call; both
     // descriptors are open (borrowed from owned values by the caller).
-    syscall!(epoll_ctl(epfd.as_raw_fd(), op, fd, &mut ev)).map(drop)
+    sys::cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
 }
 
 impl Driver for Epoll {
@@ -681,10 +686,11 @@ impl Epoll {
         };
         self.stats.syscalls += 1;
         let cap = self.events.capacity();
-        // The kernel writes at most `cap` events into the vector's spare
+        // SAFETY: The kernel writes at most `cap` events into the vector's spare
         // capacity, which is valid for that many writes.
-        match syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap as i32, ms))
-        {
+        match sys::cvt(unsafe {
+            libc::epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap as i32, ms)
+        }) {
             Ok(n) => {
                 // SAFETY: epoll_wait initialised the first `n <= cap` entries.
                 unsafe { self.events.set_len(n as usize) };

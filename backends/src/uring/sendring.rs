@@ -125,9 +125,12 @@ impl SendRings {
     pub(super) unsafe fn push(&mut self, i: usize, addr: *const u8, len: u32) {
         let ring = self.rings[i].as_mut().expect("a lent send ring is made");
         let pos = ring.tail;
-        // SAFETY: a lent ring is empty when lent (head == tail) and the
-        // caller pushes at most `entries` entries before the send, so the
-        // slot is outside the kernel's window.
+        // SAFETY: a lent ring is empty when lent (head == tail): it is
+        // either fresh or went back to the free list after a send that
+        // reported every pushed byte, with the kernel's head checked against
+        // our tail (`give_back`; see the module docs for when the check is
+        // trusted). The caller pushes at most `entries` entries before the
+        // send, so the slot is outside the kernel's window.
         unsafe { ring.mem.write(pos, addr, len, pos % SEND_RING_ENTRIES) };
         ring.tail = pos.wrapping_add(1);
         self.pushed[i] += len as usize;
