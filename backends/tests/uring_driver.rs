@@ -439,6 +439,59 @@ fn uring_incremental_small_partial_frames_share_buffers() {
 }
 
 #[test]
+fn uring_incremental_drips_beside_a_stream_pin_two_buffers() {
+    // Peer A sends 100 single bytes, each followed by 1,000 bytes of peer
+    // B's: every drip lands in whichever buffer the kernel is filling with
+    // B's stream. A's bytes are held (a frame still incomplete), B's are
+    // consumed. Linking A's views pinned a buffer per 4 drips (25 here);
+    // `push_or_copy` copies them into one buffer behind the first.
+    let Some(mut drv) = incremental_driver(4096, 1024, config(256, 1024, 64, 16)) else { return };
+    let addr = listen(&mut drv);
+    let mut a = TcpStream::connect(addr).expect("connect");
+    let mut b = TcpStream::connect(addr).expect("connect");
+    a.set_nodelay(true).unwrap();
+    b.set_nodelay(true).unwrap();
+    let a_addr = a.local_addr().unwrap();
+    let (mut held, mut a_token, mut b_token, mut b_bytes) = (Chain::new(), None, None, 0);
+    let mut events = Vec::new();
+    let start = Instant::now();
+    for drip in 0..100 {
+        a.write_all(b"x").unwrap();
+        b.write_all(&[7; 1000]).unwrap();
+        while held.len() < drip + 1 || b_bytes < (drip + 1) * 1000 {
+            assert!(start.elapsed() < TEST_DEADLINE, "drip {drip} did not arrive");
+            drv.turn(Some(Duration::from_millis(20)), &mut events).unwrap();
+            for event in events.drain(..) {
+                match event {
+                    Event::Accepted { fd, peer, .. } => {
+                        let token = drv.add(fd).unwrap();
+                        if peer == Some(a_addr) {
+                            a_token = Some(token);
+                        } else {
+                            b_token = Some(token);
+                        }
+                    }
+                    Event::Recv { token, buf } if Some(token) == a_token => {
+                        held.push_or_copy(drv.pool_mut(), buf, 1024);
+                    }
+                    Event::Recv { token, buf } if Some(token) == b_token => {
+                        b_bytes += drv.pool().data(&buf).len();
+                        drv.pool_mut().free(buf);
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+        }
+    }
+    let pinned = drv.pool().in_use() - drv.ring_buffers();
+    eprintln!("buffers pinned by 100 drips: {pinned}, views alive: {}", drv.pool().views());
+    assert_eq!(held.len(), 100);
+    assert!(pinned <= 2, "{pinned} buffers pinned by 100 one-byte receives");
+    assert!(drv.pool().views() <= 1, "{} views alive", drv.pool().views());
+    held.clear(drv.pool_mut());
+}
+
+#[test]
 fn uring_incremental_end_of_stream_after_a_partial_buffer_loses_nothing() {
     // Each peer sends a few bytes (into the head buffer, which stays in the
     // ring) and half-closes, so the end of stream is a zero-length receive

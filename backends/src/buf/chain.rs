@@ -89,15 +89,56 @@ impl Chain {
     /// # Panics
     /// If `buf` or the chain's buffers are another pool's.
     pub fn push(&mut self, pool: &mut Pool, buf: Buf) {
-        self.adopt(pool);
-        let id = pool.disown(buf).index();
-        let m = pool.meta(id);
-        let n = m.end - m.start;
-        if n == 0 {
-            let buf = pool.handle(BufId(id));
-            pool.free(buf);
-            return;
+        if pool.data(&buf).is_empty() {
+            return pool.free(buf);
         }
+        let id = pool.disown(buf).index();
+        self.link(pool, id);
+    }
+
+    /// Appends the bytes of `buf`, without letting small receives pin a
+    /// buffer each. At most `copy_limit` bytes are copied: into the spare
+    /// room of the tail buffer when they fit there, or, when `buf` is a
+    /// [view](Pool#views) behind a tail without room, into a fresh buffer
+    /// that later small receives then fill. Anything else is linked without
+    /// a copy, a small view into an empty chain included: many connections
+    /// each holding one partial frame share their views' buffers.
+    ///
+    /// So a peer that drips bytes holds two buffers at most (its first
+    /// view's and the fresh one), not one per drip: with incremental
+    /// receives each drip lands in whichever buffer the kernel was filling,
+    /// and linking every view pinned a buffer per drip.
+    pub fn push_or_copy(&mut self, pool: &mut Pool, buf: Buf, copy_limit: usize) {
+        self.check(pool);
+        let n = pool.data(&buf).len();
+        if n > copy_limit || n == 0 {
+            return self.push(pool, buf);
+        }
+        let into_tail = self.tail != NIL && pool.spare_len(self.tail) >= n;
+        let dst = if into_tail {
+            BufId(self.tail)
+        } else if self.tail != NIL && pool.is_view(buf.id()) && pool.available() > 0 {
+            // A small view: copy it out, into a fresh tail.
+            let fresh = pool.alloc().expect("a free buffer");
+            let id = pool.disown(fresh);
+            self.link(pool, id.index());
+            id
+        } else {
+            return self.push(pool, buf);
+        };
+        let src = buf.id();
+        let m = pool.meta(src.0);
+        let at = pool.meta(dst.0).end as usize;
+        pool.copy_between(src, m.start as usize..m.end as usize, dst, at);
+        pool.meta_mut(dst.0).end += n as u32;
+        self.len += n as u32;
+        pool.free(buf);
+    }
+
+    /// Links buffer or view `id` (owned by the caller, counted in no chain
+    /// yet) at the tail, with whatever data it holds.
+    fn link(&mut self, pool: &mut Pool, id: u32) {
+        self.adopt(pool);
         pool.meta_mut(id).next = NIL;
         if self.tail == NIL {
             self.head = id;
@@ -105,30 +146,7 @@ impl Chain {
             pool.meta_mut(self.tail).next = id;
         }
         self.tail = id;
-        self.len += n;
-    }
-
-    /// Appends the bytes of `buf`: copied into the spare room of the tail
-    /// buffer when they fit there and are at most `copy_limit` bytes (so small
-    /// messages do not pin a whole buffer each), else linked without a copy.
-    pub fn push_or_copy(&mut self, pool: &mut Pool, buf: Buf, copy_limit: usize) {
-        self.check(pool);
-        let n = pool.data(&buf).len();
-        if self.tail != NIL && n <= copy_limit {
-            let tail = pool.meta(self.tail);
-            if pool.spare_len(self.tail) >= n {
-                let (src, dst) = (buf.id(), BufId(self.tail));
-                let src_range = pool.meta(src.0);
-                let (s, e) = (src_range.start as usize, src_range.end as usize);
-                let t = tail.end as usize;
-                pool.copy_between(src, s..e, dst, t);
-                pool.meta_mut(self.tail).end += n as u32;
-                self.len += n as u32;
-                pool.free(buf);
-                return;
-            }
-        }
-        self.push(pool, buf);
+        self.len += pool.meta(id).end - pool.meta(id).start;
     }
 
     /// Moves every buffer of `other` behind this chain's tail. No byte is
@@ -193,12 +211,7 @@ impl Chain {
         if tail_full {
             let buf = pool.alloc().ok_or(PoolExhausted)?;
             let id = pool.disown(buf).index();
-            if self.tail == NIL {
-                self.head = id;
-            } else {
-                pool.meta_mut(self.tail).next = id;
-            }
-            self.tail = id;
+            self.link(pool, id);
         }
         let tail = BufId(self.tail);
         let spare = pool.spare(tail);
@@ -558,6 +571,41 @@ mod tests {
         let mut whole = whole;
         whole.clear(&mut p);
         c.clear(&mut p);
+    }
+
+    /// One peer drips a byte at a time while others stream: with
+    /// incremental receives each drip is a view of whichever buffer the
+    /// kernel was filling. Linked, the views pinned a buffer per drip (24-27
+    /// of them for 100 drips); copied out, the drips share one buffer.
+    #[test]
+    fn dripped_views_share_one_buffer() {
+        let mut p = pool(64, 64);
+        let mut c = Chain::new();
+        for i in 0..40u8 {
+            let buf = p.alloc().unwrap();
+            let parent = p.lend(buf);
+            p.bytes_for_test(parent)[0] = b'a' + i % 26;
+            let drip = p.take_lent(parent, 0, 1, false);
+            c.push_or_copy(&mut p, drip, 16);
+            // The other peers' bytes filled the rest; the kernel is done.
+            p.free_lent(parent);
+        }
+        assert_eq!(c.len(), 40);
+        // The first drip, linked as a view, and one buffer for the rest.
+        assert_eq!(c.buffers(&p), 2, "the drips were copied into one buffer");
+        assert_eq!(p.in_use(), 2, "one parent buffer is pinned, by the first drip");
+        assert_eq!(p.views(), 1);
+        let expected: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        assert_eq!(collect(&c, &p), expected);
+        // A large view is still linked, not copied.
+        let buf = p.alloc().unwrap();
+        let parent = p.lend(buf);
+        let big = p.take_lent(parent, 0, 40, false);
+        c.push_or_copy(&mut p, big, 16);
+        assert_eq!((c.buffers(&p), p.views()), (3, 2));
+        c.clear(&mut p);
+        p.free_lent(parent);
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]

@@ -139,7 +139,10 @@ pub(crate) struct Meta {
 /// a chain, free it), except that it has no spare room: nothing is ever
 /// written into it. The parent goes back to the free list when the kernel has
 /// finished with it and its last view is freed. The table of views grows to
-/// the most views held at once and is reused from then on.
+/// the most views held at once; it is emptied whenever no view is alive, and
+/// trimmed then to one entry per buffer. Views are few: a small one is
+/// copied out at once by [`Chain::push_or_copy`](super::Chain::push_or_copy),
+/// and a large one holds a large range of its buffer.
 pub struct Pool<Pinned: ?Sized = [()]> {
     /// The buffers' memory; buffer `i` starts at `ptr + i * buf_size`.
     mapping: Mapping,
@@ -378,9 +381,9 @@ impl Pool {
 
     fn free_view(&mut self, id: u32) {
         let slot = id - self.count;
-        let view = &mut self.views[slot as usize];
+        let view = self.views.get_mut(slot as usize).filter(|v| v.parent != NIL);
+        let view = view.unwrap_or_else(|| panic!("view {id} freed twice"));
         let parent = std::mem::replace(&mut view.parent, NIL);
-        assert!(parent != NIL, "view {id} freed twice");
         self.free_views.push(slot);
         let p = parent as usize;
         self.refs[p] -= 1;
@@ -388,6 +391,19 @@ impl Pool {
             self.state[p] = State::Free;
             self.free.push(parent);
         }
+        if self.free_views.len() == self.views.len() {
+            // No view is alive: empty the table, and give back what a burst
+            // made it grow to beyond one entry per buffer.
+            self.views.clear();
+            self.free_views.clear();
+            self.views.shrink_to(self.count as usize);
+            self.free_views.shrink_to(self.count as usize);
+        }
+    }
+
+    /// Whether `id` names a [view](Pool#views) rather than a whole buffer.
+    pub fn is_view(&self, id: BufId) -> bool {
+        id.0 >= self.count
     }
 
     /// Views alive right now.
@@ -458,15 +474,14 @@ impl Pool {
     /// Always `buffer < count` and `len <= buf_size`.
     ///
     /// # Panics
-    /// If `id` is neither a buffer nor a live view (indexing checks the
-    /// first; the second is one compare, kept in release builds because the
-    /// result becomes a pointer).
+    /// If `id` is neither a buffer nor a live view (checked in release
+    /// builds too: the result becomes a pointer).
     fn span(&self, id: u32) -> (u32, usize) {
         if id < self.count {
             (id, self.buf_size as usize)
         } else {
-            let view = &self.views[(id - self.count) as usize];
-            assert!(view.parent != NIL, "view {id} used after free");
+            let view = self.views.get((id - self.count) as usize).filter(|v| v.parent != NIL);
+            let view = view.unwrap_or_else(|| panic!("view {id} used after free"));
             (view.parent, view.meta.end as usize)
         }
     }
@@ -577,7 +592,7 @@ impl Pool {
 #[cfg(test)]
 impl Pool {
     /// The whole of buffer `id`, writable, as the kernel would write it.
-    fn bytes_for_test(&mut self, id: BufId) -> &mut [u8] {
+    pub(crate) fn bytes_for_test(&mut self, id: BufId) -> &mut [u8] {
         assert!(id.0 < self.count);
         // SAFETY: as in `spare`: inside the mapping, exclusive borrow.
         unsafe {

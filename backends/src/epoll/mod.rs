@@ -24,7 +24,7 @@
 //!   `Connected { Err }`, and the socket becomes an ordinary connection.
 //! * **Accepting** drains the backlog each time a listener turns readable;
 //!   an error that concerns the listener (out of descriptors, a broken
-//!   socket: see [`accept`](crate::accept)) is reported, and accepting
+//!   socket: see [`accept`]) is reported, and accepting
 //!   backs off for [`EpollConfig::accept_backoff`] and then retries on its
 //!   own.
 //!
@@ -55,7 +55,7 @@ pub struct EpollConfig {
     /// Buffers kept out of the receive path so writes can still get one.
     pub recv_reserve: usize,
     /// Pause of a listener after an accept error that concerns it
-    /// (`EMFILE`, `EINVAL`, …: see [`accept`](crate::accept)).
+    /// (`EMFILE`, `EINVAL`, …: see [`accept`]).
     pub accept_backoff: Duration,
 }
 
