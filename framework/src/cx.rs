@@ -12,6 +12,7 @@ use pollring_backends::buf::{Chain, Chunks, Pool};
 use crate::mailbox::Sender;
 use crate::offload::OffloadError;
 use crate::state::WorkerState;
+use crate::write::Writer;
 use crate::WorkerId;
 
 /// Names a connection of one worker: a slot and a generation, so an id kept
@@ -206,11 +207,20 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     /// byte of room; the rest of the current tail buffer) and keeps the bytes
     /// it reports. Returns that count (0 if the pool is exhausted, which
     /// closes the connection like [`Cx::write`], or if writing is over).
+    /// [`Writer::put_with`], for one write.
     ///
     /// # Panics
     /// If `fill` reports more bytes than the room it was given.
     pub fn write_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
         self.st.write_with(self.pool, self.me, fill).unwrap_or(0)
+    }
+
+    /// A [`Writer`] into the output: serialise a message of any size
+    /// straight into pool buffers, through [`std::io::Write`] or
+    /// [`Writer::put`]. It discards once writing is over, like
+    /// [`Cx::write`].
+    pub fn writer(&mut self) -> Writer<'_> {
+        self.st.writer(self.pool, self.me)
     }
 
     /// Moves the first `n` input bytes to the output. Whole buffers move
@@ -473,6 +483,18 @@ impl<M: Send + 'static> ConnMut<'_, M> {
     /// [`Gone`] if it is closing or shut for writing.
     pub fn write_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, Gone> {
         self.st.write_with(self.pool, self.id, fill)
+    }
+
+    /// A [`Writer`] into its output (see [`Cx::writer`]).
+    ///
+    /// # Errors
+    /// [`Gone`] if it is closed, closing or shut for writing.
+    pub fn writer(&mut self) -> Result<Writer<'_>, Gone> {
+        let writer = self.st.writer(self.pool, self.id);
+        if writer.discards() {
+            return Err(Gone);
+        }
+        Ok(writer)
     }
 
     /// Closes it once its output is written (see [`Cx::close`]).

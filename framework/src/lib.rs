@@ -46,11 +46,13 @@ mod mailbox;
 mod offload;
 mod server;
 mod slots;
+mod source;
 mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod timer;
 mod worker;
+mod write;
 
 pub use config::{
     Backend, Config, ConfigBuilder, EpollConfig, ParseBackendError, TaskRun, UringConfig,
@@ -61,6 +63,8 @@ pub use handler::{CloseReason, Handler};
 pub use mailbox::{SendError, Sender};
 pub use offload::OffloadError;
 pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
+pub use source::Source;
+pub use write::Writer;
 
 /// The pieces of the backends crate a handler may need.
 pub use pollring_backends::{buf::Chunks, Token};

@@ -23,6 +23,7 @@ use crate::mailbox::Sender;
 use crate::offload::Offload;
 use crate::slots::Slots;
 use crate::timer::{Clock, Ms, Wheel};
+use crate::write::Writer;
 use crate::WorkerId;
 
 /// The framework's side of a worker, as callbacks see it.
@@ -63,7 +64,7 @@ pub(crate) struct Links {
 }
 
 /// Lists connection `id` for the end-of-turn flush, once per turn.
-fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
+pub(crate) fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
     if !io.listed {
         io.listed = true;
         dirty.push(id);
@@ -85,12 +86,19 @@ impl<M: Send + 'static> WorkerState<M> {
         }
     }
 
+    /// A writer into `id`'s output; one that discards if `id` cannot take
+    /// output.
+    pub(crate) fn writer<'a>(&'a mut self, pool: &'a mut Pool, id: ConnId) -> Writer<'a> {
+        let to = writable(&mut self.ios, id).ok().map(|io| (io, &mut self.dirty, id));
+        Writer::new(pool, to)
+    }
+
     pub(crate) fn write(&mut self, pool: &mut Pool, id: ConnId, data: &[u8]) -> Result<(), Gone> {
-        let io = writable(&mut self.ios, id)?;
-        if io.output.extend_from_slice(pool, data).is_err() {
-            io.out_of_buffers = true;
+        let mut writer = self.writer(pool, id);
+        if writer.discards() {
+            return Err(Gone);
         }
-        list(io, &mut self.dirty, id);
+        writer.put(data);
         Ok(())
     }
 
@@ -100,16 +108,11 @@ impl<M: Send + 'static> WorkerState<M> {
         id: ConnId,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, Gone> {
-        let io = writable(&mut self.ios, id)?;
-        let n = match io.output.write_with(pool, fill) {
-            Ok(n) => n,
-            Err(_) => {
-                io.out_of_buffers = true;
-                0
-            }
-        };
-        list(io, &mut self.dirty, id);
-        Ok(n)
+        let mut writer = self.writer(pool, id);
+        if writer.discards() {
+            return Err(Gone);
+        }
+        Ok(writer.put_with(fill))
     }
 
     /// Moves the first `n` input bytes of `from` to the output of `to`
