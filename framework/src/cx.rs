@@ -12,7 +12,7 @@ use pollring_backends::buf::{Chain, Chunks, Pool};
 use crate::mailbox::Sender;
 use crate::offload::OffloadError;
 use crate::state::WorkerState;
-use crate::write::Writer;
+use crate::write::{Output, Writer};
 use crate::WorkerId;
 
 /// Names a connection of one worker: a slot and a generation, so an id kept
@@ -221,6 +221,62 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     /// [`Cx::write`].
     pub fn writer(&mut self) -> Writer<'_> {
         self.st.writer(self.pool, self.me)
+    }
+
+    /// Lends the first `n` input bytes (a request) to `f` as one slice,
+    /// together with a [`Writer`] into the output (for its reply), then
+    /// consumes them. The bytes are borrowed where they lie when they are in
+    /// one buffer, else copied once (as [`Input::peek`]); the reply goes
+    /// straight into pool buffers. So a request is parsed and answered with
+    /// no copy in between, which `cx.input()` and `cx.writer()` cannot do
+    /// (each borrows the whole `Cx`).
+    ///
+    /// `None`, and `f` is not called, if fewer than `n` bytes have arrived.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use pollring::{Cx, Handler};
+    ///
+    /// /// Answers each line with the line reversed.
+    /// struct Reverse;
+    ///
+    /// impl Handler for Reverse {
+    ///     type Conn = ();
+    ///     type Message = ();
+    ///     fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+    ///     fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+    ///         while let Some(end) = cx.input().find(0, b'\n') {
+    ///             cx.reply_to(end + 1, |line, out| {
+    ///                 for &b in line[..end].iter().rev() {
+    ///                     out.put(&[b]);
+    ///                 }
+    ///                 out.put(b"\n");
+    ///             });
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn reply_to<R>(
+        &mut self,
+        n: usize,
+        f: impl FnOnce(&[u8], &mut Writer<'_>) -> R,
+    ) -> Option<R> {
+        let id = self.me;
+        let st = &mut *self.st;
+        let io = st.ios.get_mut(id).expect("a callback's own connection is live");
+        if n > io.input.len() {
+            return None;
+        }
+        let writable = crate::state::is_writable(io);
+        let crate::conn::ConnIo { input, output, out_of_buffers, listed, .. } = io;
+        let dirty = &mut st.dirty;
+        let result = input.read_with(self.pool, 0..n, &mut st.scratch, |request, pool| {
+            let to =
+                writable.then_some(Output { chain: output, out_of_buffers, listed, dirty, id });
+            f(request, &mut Writer::new(pool, to))
+        });
+        self.consume(n);
+        Some(result)
     }
 
     /// Moves the first `n` input bytes to the output. Whole buffers move

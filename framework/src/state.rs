@@ -23,7 +23,7 @@ use crate::mailbox::Sender;
 use crate::offload::Offload;
 use crate::slots::Slots;
 use crate::timer::{Clock, Ms, Wheel};
-use crate::write::Writer;
+use crate::write::{Output, Writer};
 use crate::WorkerId;
 
 /// The framework's side of a worker, as callbacks see it.
@@ -64,9 +64,9 @@ pub(crate) struct Links {
 }
 
 /// Lists connection `id` for the end-of-turn flush, once per turn.
-pub(crate) fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
-    if !io.listed {
-        io.listed = true;
+pub(crate) fn list(listed: &mut bool, dirty: &mut Vec<ConnId>, id: ConnId) {
+    if !*listed {
+        *listed = true;
         dirty.push(id);
     }
 }
@@ -75,21 +75,26 @@ pub(crate) fn list(io: &mut ConnIo, dirty: &mut Vec<ConnId>, id: ConnId) {
 /// `shutdown_write` and the peer's FIN it drains, and a write would fail
 /// with `EPIPE`).
 fn writable(ios: &mut Slots<ConnIo>, id: ConnId) -> Result<&mut ConnIo, Gone> {
-    ios.get_mut(id).filter(|io| io.phase.writable() && !io.fin_sent).ok_or(Gone)
+    ios.get_mut(id).filter(|io| is_writable(io)).ok_or(Gone)
+}
+
+/// Whether `io` can still take output (see [`writable`]).
+pub(crate) fn is_writable(io: &ConnIo) -> bool {
+    io.phase.writable() && !io.fin_sent
 }
 
 impl<M: Send + 'static> WorkerState<M> {
     /// Lists `id` for the end-of-turn flush (once).
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {
         if let Some(io) = self.ios.get_mut(id) {
-            list(io, &mut self.dirty, id);
+            list(&mut io.listed, &mut self.dirty, id);
         }
     }
 
     /// A writer into `id`'s output; one that discards if `id` cannot take
     /// output.
     pub(crate) fn writer<'a>(&'a mut self, pool: &'a mut Pool, id: ConnId) -> Writer<'a> {
-        let to = writable(&mut self.ios, id).ok().map(|io| (io, &mut self.dirty, id));
+        let to = writable(&mut self.ios, id).ok().map(|io| Output::new(io, &mut self.dirty, id));
         Writer::new(pool, to)
     }
 
@@ -135,7 +140,7 @@ impl<M: Send + 'static> WorkerState<M> {
             Ok(chain) => target.output.append(pool, chain),
             Err(_) => target.out_of_buffers = true,
         }
-        list(target, &mut self.dirty, to);
+        list(&mut target.listed, &mut self.dirty, to);
         Ok(())
     }
 
@@ -166,7 +171,7 @@ impl<M: Send + 'static> WorkerState<M> {
             Phase::Connecting { .. } => io.shutdown_on_connect = true,
             _ if io.phase.live() => {
                 io.phase.shutdown_write();
-                list(io, &mut self.dirty, id);
+                list(&mut io.listed, &mut self.dirty, id);
             }
             _ => return Err(Gone),
         }
@@ -209,7 +214,7 @@ impl<M: Send + 'static> WorkerState<M> {
                     } else {
                         io.pause.backpressure.saturating_sub(1)
                     };
-                    list(io, &mut self.dirty, conn);
+                    list(&mut io.listed, &mut self.dirty, conn);
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use pollring_backends::buf::Pool;
+use pollring_backends::buf::{Chain, Pool};
 
 use crate::conn::ConnIo;
 use crate::cx::ConnId;
@@ -64,28 +64,39 @@ pub struct Writer<'a> {
 
 /// A writable connection's output, and the list that gets it sent.
 #[derive(Debug)]
-struct Output<'a> {
-    io: &'a mut ConnIo,
-    dirty: &'a mut Vec<ConnId>,
-    id: ConnId,
+pub(crate) struct Output<'a> {
+    pub(crate) chain: &'a mut Chain,
+    pub(crate) out_of_buffers: &'a mut bool,
+    pub(crate) listed: &'a mut bool,
+    pub(crate) dirty: &'a mut Vec<ConnId>,
+    pub(crate) id: ConnId,
+}
+
+impl<'a> Output<'a> {
+    /// `io`'s output, to be listed in `dirty` for the end-of-turn flush.
+    pub(crate) fn new(io: &'a mut ConnIo, dirty: &'a mut Vec<ConnId>, id: ConnId) -> Output<'a> {
+        Output {
+            chain: &mut io.output,
+            out_of_buffers: &mut io.out_of_buffers,
+            listed: &mut io.listed,
+            dirty,
+            id,
+        }
+    }
 }
 
 impl<'a> Writer<'a> {
-    /// A writer into `io`'s output (`None`: one that discards), listing the
-    /// connection in `dirty` for the end-of-turn flush once it has written.
-    pub(crate) fn new(
-        pool: &'a mut Pool,
-        to: Option<(&'a mut ConnIo, &'a mut Vec<ConnId>, ConnId)>,
-    ) -> Writer<'a> {
-        let to = to.map(|(io, dirty, id)| Output { io, dirty, id });
+    /// A writer into `to` (`None`: one that discards), listing the
+    /// connection for the end-of-turn flush once it has written.
+    pub(crate) fn new(pool: &'a mut Pool, to: Option<Output<'a>>) -> Writer<'a> {
         Writer { pool, to, written: 0 }
     }
 
     /// Appends `data` (copied once, into the output's buffers).
     pub fn put(&mut self, data: &[u8]) {
         let Some(to) = &mut self.to else { return };
-        if to.io.output.extend_from_slice(self.pool, data).is_err() {
-            to.io.out_of_buffers = true;
+        if to.chain.extend_from_slice(self.pool, data).is_err() {
+            *to.out_of_buffers = true;
         } else {
             self.written += data.len();
         }
@@ -104,13 +115,13 @@ impl<'a> Writer<'a> {
     /// If `fill` reports more bytes than the room it was given.
     pub fn put_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
         let Some(to) = &mut self.to else { return 0 };
-        match to.io.output.write_with(self.pool, fill) {
+        match to.chain.write_with(self.pool, fill) {
             Ok(n) => {
                 self.written += n;
                 n
             }
             Err(_) => {
-                to.io.out_of_buffers = true;
+                *to.out_of_buffers = true;
                 0
             }
         }
@@ -124,7 +135,7 @@ impl<'a> Writer<'a> {
     /// Whether writes still reach the connection: `false` once writing is
     /// over or the pool ran out (what follows is dropped).
     pub fn is_open(&self) -> bool {
-        self.to.as_ref().is_some_and(|to| !to.io.out_of_buffers)
+        self.to.as_ref().is_some_and(|to| !*to.out_of_buffers)
     }
 }
 
@@ -140,8 +151,8 @@ impl Drop for Writer<'_> {
     fn drop(&mut self) {
         // Listed once written to (or failed: the flush closes it then).
         if let Some(to) = &mut self.to {
-            if self.written > 0 || to.io.out_of_buffers {
-                list(to.io, to.dirty, to.id);
+            if self.written > 0 || *to.out_of_buffers {
+                list(to.listed, to.dirty, to.id);
             }
         }
     }
@@ -155,7 +166,7 @@ impl io::Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.put(buf);
         match &self.to {
-            Some(to) if to.io.out_of_buffers => {
+            Some(to) if *to.out_of_buffers => {
                 Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer pool exhausted"))
             }
             _ => Ok(buf.len()),

@@ -166,7 +166,65 @@ fn a_writer_after_shutdown_write_discards(backend: Backend) {
     assert_eq!(got, expected(10, 1));
 }
 
+/// Answers each line with the line reversed and repeated three times,
+/// through `Cx::reply_to`: the request read where it lies while the reply
+/// fills fresh pool buffers.
+struct Reverser;
+
+impl Handler for Reverser {
+    type Conn = ();
+    type Message = ();
+
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+        while let Some(end) = cx.input().find(0, b'\n') {
+            let len = cx.reply_to(end + 1, |line, out| {
+                let reversed: Vec<u8> = line[..end].iter().rev().copied().collect();
+                for _ in 0..3 {
+                    out.put(&reversed);
+                }
+                out.put(b"\n");
+                line.len()
+            });
+            assert_eq!(len, Some(end + 1));
+        }
+        let n = cx.input().len();
+        assert!(cx.reply_to(n + 1, |_, _| ()).is_none(), "no request past the input");
+    }
+}
+
+fn reversed3(line: &[u8]) -> Vec<u8> {
+    let r: Vec<u8> = line.iter().rev().copied().collect();
+    [&r[..], &r, &r, b"\n"].concat()
+}
+
+/// Lines from 1 byte to several pool buffers, pipelined: each reply is the
+/// line read in place (or copied once when it spans buffers), byte-exact.
+fn reply_to_reads_requests_while_replies_fill_buffers(backend: Backend) {
+    let mut uring = UringConfig::default();
+    uring.buf_ring_entries = 16;
+    let server =
+        start(config(backend).buf_size(BUF_SIZE).buf_count(256).uring(uring), |_| Reverser);
+    let mut c = connect(server.local_addr());
+    let lines: Vec<Vec<u8>> = [1, 10, BUF_SIZE - 1, BUF_SIZE + 5, 3 * BUF_SIZE + 7]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| pattern(len, i as u64).iter().map(|b| b'a' + b % 26).collect())
+        .collect();
+    let mut ask = Vec::new();
+    let mut want = Vec::new();
+    for line in &lines {
+        ask.extend_from_slice(line);
+        ask.push(b'\n');
+        want.extend(reversed3(line));
+    }
+    c.write_all(&ask).unwrap();
+    assert!(read_n(&mut c, want.len()) == want, "replies differ from the reversed requests");
+}
+
 on_both_backends!(
+    reply_to_reads_requests_while_replies_fill_buffers,
     writes_span_pool_buffers_byte_exact,
     an_exhausted_pool_fails_the_write_and_closes_only_that_connection,
     a_writer_after_shutdown_write_discards

@@ -280,6 +280,40 @@ impl Chain {
         &scratch[..]
     }
 
+    /// Lends bytes `range` of this chain to `f` as one slice (borrowed from
+    /// their buffer when they lie in one, else copied into `scratch`)
+    /// together with the pool, mutable: `f` reads a request and writes its
+    /// reply into another chain, with no copy in between. The bytes are
+    /// those of [`Chain::contiguous`].
+    ///
+    /// # Panics
+    /// If `range` reaches past [`Chain::len`].
+    pub fn read_with<R>(
+        &self,
+        pool: &mut Pool,
+        range: std::ops::Range<usize>,
+        scratch: &mut Vec<u8>,
+        f: impl FnOnce(&[u8], &mut Pool) -> R,
+    ) -> R {
+        let bytes = self.contiguous(pool, range, scratch);
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        // SAFETY: `ptr..ptr+len` is either in `scratch`, which this call
+        // holds exclusively and `f` cannot reach, or the data range
+        // (`start..end`) of buffers linked in `self`. Those bytes change or
+        // go back to the pool only through the chain that links them
+        // (`consume`, `clear`, `split_to`: every way a buffer is freed or
+        // refilled starts from its owning handle), and `self` is borrowed for
+        // this whole call, so nothing `f` can do with the pool touches them:
+        // `spare` and `write_with` write only after a buffer's `end`, into
+        // buffers of other chains or fresh ones (a buffer is linked in one
+        // chain); `alloc` hands out free buffers only; a view's parent stays
+        // allocated while the view lives; and `Pool` is unsized, so it cannot
+        // be swapped or dropped through the `&mut`. The kernel writes only
+        // into buffers lent to it, which no chain links.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+        f(bytes, pool)
+    }
+
     /// Position of the first `byte` at or after `from`, searching across
     /// buffer boundaries.
     pub fn find(&self, pool: &Pool, from: usize, byte: u8) -> Option<usize> {
@@ -577,6 +611,36 @@ mod tests {
     /// incremental receives each drip is a view of whichever buffer the
     /// kernel was filling. Linked, the views pinned a buffer per drip (24-27
     /// of them for 100 drips); copied out, the drips share one buffer.
+    #[test]
+    fn a_request_is_read_while_its_reply_fills_the_pool() {
+        let mut p = pool(8, 16);
+        let mut input = Chain::new();
+        input.extend_from_slice(&mut p, b"GET k\r\nSET a b\r\n").unwrap();
+        let mut output = Chain::new();
+        let mut scratch = Vec::new();
+        // Inside the first buffer: borrowed, not copied.
+        let got = input.read_with(&mut p, 0..5, &mut scratch, |req, pool| {
+            // Fill every free buffer: none of them is the request's.
+            while output.extend_from_slice(pool, b"reply!").is_ok() {}
+            req.to_vec()
+        });
+        assert_eq!(got, b"GET k");
+        assert!(scratch.is_empty());
+        assert_eq!(p.available(), 0);
+        output.clear(&mut p);
+        // Across buffers: copied once, and equally stable.
+        let got = input.read_with(&mut p, 7..16, &mut scratch, |req, pool| {
+            output.extend_from_slice(pool, &[b'x'; 40]).unwrap();
+            req.to_vec()
+        });
+        assert_eq!(got, b"SET a b\r\n");
+        assert_eq!(collect(&output, &p), [b'x'; 40]);
+        assert_eq!(collect(&input, &p), b"GET k\r\nSET a b\r\n", "the input is untouched");
+        input.clear(&mut p);
+        output.clear(&mut p);
+        assert_eq!(p.in_use(), 0);
+    }
+
     #[test]
     fn dripped_views_share_one_buffer() {
         let mut p = pool(64, 64);
