@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pollring_backends::buf::{Chain, Pool};
-use pollring_examples::http::parser::{Parser, Progress, RequestReader, Stream};
+use pollring_examples::http::parser::{Parser, Progress, RequestReader, Source};
 use pollring_examples::resp;
 
 /// The request head `wrk` sends in TechEmpower's plaintext test.
@@ -65,7 +65,7 @@ struct ChainStream<'p> {
     scratch: Vec<u8>,
 }
 
-impl Stream for ChainStream<'_> {
+impl Source for ChainStream<'_> {
     fn len(&mut self) -> usize {
         self.chain.len()
     }
@@ -89,7 +89,7 @@ impl Stream for ChainStream<'_> {
 }
 
 /// Heads read by `advance` until the stream runs dry.
-fn read_all<S: Stream + ?Sized>(parser: &mut Parser, s: &mut S) -> usize {
+fn read_all<S: Source + ?Sized>(parser: &mut Parser, s: &mut S) -> usize {
     let mut reader = RequestReader::default();
     let mut heads = 0;
     loop {

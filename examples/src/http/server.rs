@@ -298,7 +298,7 @@ struct Response<'a> {
 }
 
 impl Response<'_> {
-    fn head(&self, out: &mut Out<'_>) {
+    fn head(&self, out: &mut impl Put) {
         out.put(b"HTTP/1.1 ");
         out.put(self.status.as_bytes());
         out.put(b"\r\nServer: pollring\r\nDate: ");
@@ -325,24 +325,21 @@ impl Response<'_> {
         }
     }
 
-    /// Serialises straight into the output's spare room when the whole
-    /// response fits there; else writes the head from the stack and copies
-    /// the body behind it.
+    /// Serialises straight into the output: into the spare room of its
+    /// last buffer in one pass when the whole response fits there (the
+    /// common case), else piece by piece through the writer. Either way
+    /// the bytes are copied once, into the buffer the kernel sends from.
     fn send(&self, cx: &mut Cx<'_>) {
-        let written = cx.write_with(|room| {
-            let mut out = Out::new(room);
-            self.head(&mut out);
-            out.put(self.body());
-            out.finish().unwrap_or(0)
+        let mut out = cx.writer();
+        let written = out.put_with(|room| {
+            let mut room = Out::new(room);
+            self.head(&mut room);
+            room.put(self.body());
+            room.finish().unwrap_or(0)
         });
         if written == 0 {
-            let mut buf = [0u8; 512];
-            let mut out = Out::new(&mut buf);
             self.head(&mut out);
-            let n = out.finish().unwrap_or(0);
-            debug_assert!(n > 0, "response head overflowed its stack buffer");
-            cx.write(&buf[..n]);
-            cx.write(self.body());
+            out.put(self.body());
         }
     }
 }
@@ -433,7 +430,7 @@ fn respond_error(cx: &mut Cx<'_>, date: &[u8], error: Error) {
 }
 
 /// Serialises `{"message":"<msg>"}`, escaping as JSON requires.
-fn json_message(out: &mut Out<'_>, msg: &str) {
+fn json_message(out: &mut impl Put, msg: &str) {
     out.put(br#"{"message":""#);
     for &b in msg.as_bytes() {
         match b {
@@ -456,6 +453,22 @@ fn json_message(out: &mut Out<'_>, msg: &str) {
     out.put(br#""}"#);
 }
 
+/// Where responses are serialised: a pool-backed [`pollring::Writer`], or
+/// [`Out`] over a slice of it.
+trait Put {
+    fn put(&mut self, data: &[u8]);
+
+    fn put_u64(&mut self, n: u64) {
+        self.put(itoa::Buffer::new().format(n).as_bytes());
+    }
+}
+
+impl Put for pollring::Writer<'_> {
+    fn put(&mut self, data: &[u8]) {
+        pollring::Writer::put(self, data);
+    }
+}
+
 /// A cursor writing into a fixed slice, remembering overflow instead of
 /// panicking.
 struct Out<'a> {
@@ -469,6 +482,13 @@ impl<'a> Out<'a> {
         Out { buf, len: 0, overflow: false }
     }
 
+    /// Bytes written, or `None` if some did not fit.
+    fn finish(self) -> Option<usize> {
+        (!self.overflow).then_some(self.len)
+    }
+}
+
+impl Put for Out<'_> {
     fn put(&mut self, data: &[u8]) {
         match self.buf.get_mut(self.len..self.len + data.len()) {
             Some(dst) if !self.overflow => {
@@ -477,25 +497,6 @@ impl<'a> Out<'a> {
             }
             _ => self.overflow = true,
         }
-    }
-
-    fn put_u64(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&digits[i..]);
-    }
-
-    /// Bytes written, or `None` if some did not fit.
-    fn finish(self) -> Option<usize> {
-        (!self.overflow).then_some(self.len)
     }
 }
 
