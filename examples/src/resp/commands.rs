@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::parser::{parse_i64, Args};
-use super::reply;
+use super::reply::{self, Sink};
 use super::store::{ExpireCondition, IncrError, SetCondition, SetExpiry, Store, Ttl};
 
 /// The Redis version this server claims in HELLO and INFO (the protocol
@@ -69,7 +69,7 @@ struct Call<'a, 'r> {
     store: &'a Store,
     session: &'a mut Session,
     now: Instant,
-    out: &'a mut Vec<u8>,
+    out: &'a mut dyn Sink,
 }
 
 impl<'r> Call<'_, 'r> {
@@ -157,7 +157,7 @@ pub fn execute(
     store: &Store,
     session: &mut Session,
     now: Instant,
-    out: &mut Vec<u8>,
+    out: &mut dyn Sink,
 ) -> Flow {
     let Some(name) = args.get(0) else { return Flow::Continue };
     let Some(cmd) = COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name)) else {
@@ -171,13 +171,13 @@ pub fn execute(
     (cmd.run)(&mut Call { args, store, session, now, out })
 }
 
-fn wrong_arity(out: &mut Vec<u8>, name: &str) {
+fn wrong_arity(out: &mut dyn Sink, name: &str) {
     reply::error(out, format!("ERR wrong number of arguments for '{name}' command").as_bytes());
 }
 
 /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `, the
 /// name and the argument list each cut at 128 bytes, as Redis writes it.
-fn unknown_command(args: Args<'_>, out: &mut Vec<u8>) {
+fn unknown_command(args: Args<'_>, out: &mut dyn Sink) {
     const MAX: usize = 128;
     let name = args.get(0).unwrap_or_default();
     let mut msg = b"ERR unknown command '".to_vec();
@@ -209,14 +209,18 @@ fn unknown_subcommand(c: &mut Call<'_, '_>, command: &str) -> Flow {
 fn ping(c: &mut Call<'_, '_>) -> Flow {
     match c.args.len() {
         1 => reply::simple(c.out, "PONG"),
-        2 => reply::bulk(c.out, c.arg(1)),
+        2 => {
+            let message = c.arg(1);
+            reply::bulk(c.out, message);
+        }
         _ => wrong_arity(c.out, "ping"),
     }
     Flow::Continue
 }
 
 fn echo(c: &mut Call<'_, '_>) -> Flow {
-    reply::bulk(c.out, c.arg(1));
+    let message = c.arg(1);
+    reply::bulk(c.out, message);
     Flow::Continue
 }
 

@@ -58,10 +58,6 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// and one worker, every shard is swept every 1.6 s.
 pub const SWEEP_SHARDS_PER_TICK: usize = 4;
 
-/// Replies buffered before they are handed to the connection's output
-/// (between requests; one reply may be larger).
-const FLUSH_AT: usize = 64 * 1024;
-
 /// [`Limits::default`], with the request and bulk caps lowered to half of
 /// what one worker's buffer pool can receive into (`buf_size ×
 /// (buf_count − recv_reserve)`) when that is smaller, and never above the
@@ -89,8 +85,6 @@ pub fn limits_for(config: &Config) -> Limits {
 pub struct Resp {
     store: Arc<Store>,
     limits: Limits,
-    /// Replies being gathered (reused: no allocation per request).
-    out: Vec<u8>,
 }
 
 /// One connection's state: its parser (mid-request position included) and
@@ -104,19 +98,7 @@ pub struct Conn {
 impl Resp {
     /// A handler serving `store` and refusing requests over `limits`.
     pub fn new(store: Arc<Store>, limits: Limits) -> Resp {
-        Resp { store, limits, out: Vec::new() }
-    }
-
-    /// Hands the gathered replies to the connection's output.
-    fn flush(&mut self, cx: &mut Cx<'_>) {
-        if !self.out.is_empty() {
-            cx.write(&self.out);
-            self.out.clear();
-        }
-        if self.out.capacity() > 4 * FLUSH_AT {
-            // One large reply should not pin its memory for good.
-            self.out = Vec::with_capacity(FLUSH_AT);
-        }
+        Resp { store, limits }
     }
 }
 
@@ -133,41 +115,42 @@ impl Handler for Resp {
         loop {
             let len = match conn.parser.scan(cx.input().chunks()) {
                 Ok(Some(len)) => len,
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(error) => {
                     let msg = format!("ERR Protocol error: {error}");
-                    reply::error(&mut self.out, msg.as_bytes());
+                    reply::error(&mut cx.writer(), msg.as_bytes());
                     tracing::debug!(id = %cx.id(), %error, "protocol error; closing");
-                    self.flush(cx);
                     cx.close();
                     return;
                 }
             };
-            // The request as one slice: borrowed from its buffer, or copied
-            // once if it spans buffers. `scan` saw `len` bytes, so the range
-            // is there; if not, drop the connection rather than panic.
-            let Some(request) = cx.input().peek(len) else {
-                tracing::error!(len, "scanned request missing from the input; closing");
-                cx.close();
-                return;
-            };
-            let args = conn.parser.args(request);
-            let flow = if args.is_empty() {
-                Flow::Continue
-            } else {
-                commands::execute(args, &self.store, &mut conn.session, now, &mut self.out)
-            };
-            cx.consume(len);
-            if flow == Flow::Close {
-                self.flush(cx);
-                cx.close();
-                return;
-            }
-            if self.out.len() >= FLUSH_AT {
-                self.flush(cx);
+            // The request where it lies (copied once if it spans buffers),
+            // its reply straight into the output's buffers.
+            let Conn { parser, session } = conn;
+            let store = &*self.store;
+            let flow = cx.reply_to(len, |request, out| {
+                let args = parser.args(request);
+                if args.is_empty() {
+                    Flow::Continue
+                } else {
+                    commands::execute(args, store, session, now, out)
+                }
+            });
+            match flow {
+                Some(Flow::Continue) => {}
+                Some(Flow::Close) => {
+                    cx.close();
+                    return;
+                }
+                None => {
+                    // `scan` saw `len` bytes, so they are there; if not,
+                    // drop the connection rather than panic.
+                    tracing::error!(len, "scanned request missing from the input; closing");
+                    cx.close();
+                    return;
+                }
             }
         }
-        self.flush(cx);
     }
 
     fn on_tick(&mut self, cx: &mut WorkerCx<'_>) -> Option<Duration> {

@@ -204,8 +204,17 @@ impl Parser {
         if self.done {
             self.reset();
         }
+        let mut chunks = chunks.into_iter();
+        let Some(first) = chunks.next() else { return Ok(None) };
+        if self.pos == 0 && self.state == State::Start {
+            if let Some(len) = self.scan_whole(first) {
+                self.done = true;
+                return Ok(Some(len));
+            }
+            self.args.clear();
+        }
         let mut base = 0;
-        for chunk in chunks {
+        for chunk in std::iter::once(first).chain(chunks) {
             let end = base + chunk.len();
             while self.pos < end {
                 if let Some(len) = self.step(&chunk[self.pos - base..])? {
@@ -216,6 +225,29 @@ impl Parser {
             base = end;
         }
         Ok(None)
+    }
+
+    /// The fast path: a whole, well-formed multibulk request at the front
+    /// of `bytes` (the input's first buffer: the common case) is read in
+    /// one pass, headers by `position` rather than byte by byte through the
+    /// state machine. `None` for anything else (incomplete, inline, empty,
+    /// malformed, over a limit): the state machine then reads it from its
+    /// first byte, with its own errors and its place kept across receives.
+    fn scan_whole(&mut self, bytes: &[u8]) -> Option<usize> {
+        let limits = self.limits;
+        let (count, mut pos) = header_line(bytes, b'*', 0)?;
+        let count = usize::try_from(count).ok().filter(|&n| n > 0 && n <= limits.max_args)?;
+        for _ in 0..count {
+            let (len, start) = header_line(bytes, b'$', pos)?;
+            let len = usize::try_from(len).ok().filter(|&n| n <= limits.max_bulk_len)?;
+            let end = start.checked_add(len)?;
+            if bytes.get(end..end + 2)? != b"\r\n" || end + 2 > limits.max_request_len {
+                return None;
+            }
+            self.args.push(start..end);
+            pos = end + 2;
+        }
+        Some(pos)
     }
 
     /// The arguments of the request just completed by [`Parser::scan`],
@@ -374,6 +406,20 @@ impl Parser {
         }
         Ok(())
     }
+}
+
+/// The `<mark><number>\r\n` line at `at`: the number and where the next
+/// line starts. `None` if it is not all there or not a number.
+fn header_line(bytes: &[u8], mark: u8, at: usize) -> Option<(i64, usize)> {
+    if *bytes.get(at)? != mark {
+        return None;
+    }
+    let digits = bytes.get(at + 1..)?;
+    let cr = digits.iter().take(MAX_HEADER + 1).position(|&b| b == b'\r')?;
+    if *digits.get(cr + 1)? != b'\n' {
+        return None;
+    }
+    Some((parse_i64(&digits[..cr])?, at + 1 + cr + 2))
 }
 
 /// Whitespace between inline words (C's `isspace`, as Redis uses).

@@ -1,48 +1,82 @@
-//! Writing RESP2 replies into a byte buffer.
+//! Writing RESP2 replies: straight into a connection's output
+//! ([`pollring::Writer`]), or into a `Vec` (tests, tools).
 
-use std::io::Write as _;
+/// Where replies are written. Each reply is handed over in one call, so
+/// that a writer can serialise it in one pass into the room left in its
+/// current pool buffer.
+pub trait Sink {
+    /// Appends `parts`, in order, as one piece of output.
+    fn put(&mut self, parts: &[&[u8]]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.extend_from_slice(part);
+        }
+    }
+}
+
+impl Sink for pollring::Writer<'_> {
+    fn put(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let fitted = self.put_with(|room| {
+            let Some(room) = room.get_mut(..len) else { return 0 };
+            let mut at = 0;
+            for part in parts {
+                room[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            len
+        });
+        if fitted == 0 && len > 0 {
+            for part in parts {
+                pollring::Writer::put(self, part);
+            }
+        }
+    }
+}
 
 /// `+<s>\r\n`, a status reply.
-pub fn simple(out: &mut Vec<u8>, s: &str) {
-    out.push(b'+');
-    out.extend_from_slice(s.as_bytes());
-    out.extend_from_slice(b"\r\n");
+pub fn simple(out: &mut dyn Sink, s: &str) {
+    out.put(&[b"+", s.as_bytes(), b"\r\n"]);
 }
 
 /// `+OK\r\n`.
-pub fn ok(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"+OK\r\n");
+pub fn ok(out: &mut dyn Sink) {
+    out.put(&[b"+OK\r\n"]);
 }
 
 /// `-<msg>\r\n`, an error reply. `msg` starts with the error code (`ERR`,
 /// `NOPROTO`); a `\r` or `\n` in it would end the reply early, so each is
 /// written as a space (as Redis does).
-pub fn error(out: &mut Vec<u8>, msg: &[u8]) {
-    out.push(b'-');
-    out.extend(msg.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
-    out.extend_from_slice(b"\r\n");
+pub fn error(out: &mut dyn Sink, msg: &[u8]) {
+    let line_end = |b: &u8| *b == b'\r' || *b == b'\n';
+    let msg: std::borrow::Cow<'_, [u8]> = if msg.iter().any(line_end) {
+        msg.iter().map(|b| if line_end(b) { b' ' } else { *b }).collect()
+    } else {
+        msg.into()
+    };
+    out.put(&[b"-", &msg, b"\r\n"]);
 }
 
 /// `:<n>\r\n`, an integer reply.
-pub fn integer(out: &mut Vec<u8>, n: i64) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, ":{n}\r\n");
+pub fn integer(out: &mut dyn Sink, n: i64) {
+    out.put(&[b":", itoa::Buffer::new().format(n).as_bytes(), b"\r\n"]);
 }
 
 /// `$<len>\r\n<bytes>\r\n`, a bulk string.
-pub fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    let _ = write!(out, "${}\r\n", bytes.len());
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
+pub fn bulk(out: &mut dyn Sink, bytes: &[u8]) {
+    out.put(&[b"$", itoa::Buffer::new().format(bytes.len()).as_bytes(), b"\r\n", bytes, b"\r\n"]);
 }
 
 /// `$-1\r\n`, the null bulk string (a missing key).
-pub fn null(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"$-1\r\n");
+pub fn null(out: &mut dyn Sink) {
+    out.put(&[b"$-1\r\n"]);
 }
 
 /// A bulk string, or the null bulk string for `None`.
-pub fn bulk_or_null(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub fn bulk_or_null(out: &mut dyn Sink, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => bulk(out, b),
         None => null(out),
@@ -50,8 +84,8 @@ pub fn bulk_or_null(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 }
 
 /// `*<n>\r\n`, the header of an array of `n` replies that follow.
-pub fn array(out: &mut Vec<u8>, n: usize) {
-    let _ = write!(out, "*{n}\r\n");
+pub fn array(out: &mut dyn Sink, n: usize) {
+    out.put(&[b"*", itoa::Buffer::new().format(n).as_bytes(), b"\r\n"]);
 }
 
 #[cfg(test)]
