@@ -2,7 +2,7 @@
 //! this machine, or generate load against a running server.
 //!
 //! ```sh
-//! cargo run --release -p pollring-bench -- compare          # about 2 minutes
+//! cargo run --release -p pollring-bench -- compare          # under 2 minutes
 //! cargo run --release -p pollring-bench -- compare --quick  # a few seconds
 //! ```
 
@@ -27,19 +27,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// epoll vs io_uring vs tokio, echo, HTTP and proxy, side by side (the main job).
+    /// epoll vs io_uring vs tokio (and redis for RESP): echo and HTTP at
+    /// depth 1, pipelined HTTP and RESP GET/SET, side by side (the main job).
+    ///
+    /// The defaults take under two minutes on 2 cores: 3 interleaved rounds
+    /// of 1.0 s (depth 1) and 1.5 s (pipelined) windows, each after 0.3 s
+    /// of warm-up, then RSS of 10,000 idle connections per server.
     Compare {
-        /// A few-second smoke run (CI): one round, short windows, 1 worker.
+        /// A few-second smoke run (CI) of every row of the plan: 1 round,
+        /// 0.1 s warm-up and 0.3 s windows, 1 worker, at most 20
+        /// connections, at most 500 idle connections. Its figures are too
+        /// short to compare; it checks that every server answers right.
         #[arg(long)]
         quick: bool,
-        /// Interleaved rounds; the report gives medians.
+        /// Interleaved rounds; the report gives medians and their spread.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
-        /// Recorded seconds per run.
-        #[arg(long, default_value_t = 1.5)]
+        /// Recorded seconds per run of a depth-1 workload (echo, http, proxy).
+        #[arg(long, default_value_t = 1.0)]
         duration: f64,
+        /// Recorded seconds per run of a pipelined workload (http-pipelined,
+        /// resp-get, resp-set): user and system CPU are counted in 10 ms
+        /// ticks, so a window of a second or more.
+        #[arg(long, default_value_t = 1.5)]
+        pipelined_duration: f64,
         /// Unrecorded warm-up seconds per run.
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.3)]
         warmup: f64,
         /// Load connections.
         #[arg(long, default_value_t = 100)]
@@ -47,15 +60,28 @@ enum Command {
         /// Echo message size in bytes.
         #[arg(long, default_value_t = 64)]
         size: usize,
-        /// Requests in flight per connection (1: no pipelining).
+        /// Requests in flight per connection of echo, http and proxy (1: no
+        /// pipelining).
         #[arg(long, default_value_t = 1)]
         depth: usize,
-        /// Workloads: echo, http, proxy (echo through an L4 proxy), proxy-bulk
-        /// (64 KiB messages, depth 4, through the proxy).
-        #[arg(long, value_delimiter = ',', default_value = "echo,http")]
+        /// Requests per batch of http-pipelined, resp-get and resp-set.
+        #[arg(long, default_value_t = 16)]
+        pipeline: usize,
+        /// Workloads: echo, http (depth 1 by default), http-pipelined,
+        /// resp-get, resp-set (batches of --pipeline requests; only at
+        /// worker counts that leave the load a CPU of its own), proxy (echo
+        /// through an L4 proxy), proxy-bulk (64 KiB messages, depth 4,
+        /// through the proxy).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "echo,http,http-pipelined,resp-get,resp-set"
+        )]
         workloads: Vec<String>,
-        /// Servers: epoll, uring, tokio.
-        #[arg(long, value_delimiter = ',', default_value = "epoll,uring,tokio")]
+        /// Servers: epoll, uring, tokio (echo, http, proxy), redis
+        /// (`redis-server` from the PATH, resp-get and resp-set; skipped
+        /// with a warning when it is not there).
+        #[arg(long, value_delimiter = ',', default_value = "epoll,uring,tokio,redis")]
         servers: Vec<String>,
         /// Worker counts: numbers, or `all` for every allowed CPU.
         #[arg(long, value_delimiter = ',', default_value = "1,all")]
@@ -73,7 +99,7 @@ enum Command {
         /// Server address.
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: SocketAddr,
-        /// Protocol: echo or http (`GET /plaintext`).
+        /// Protocol: echo, http (`GET /plaintext`), resp-get or resp-set.
         #[arg(long, default_value = "echo")]
         proto: String,
         /// Concurrent connections.
@@ -85,6 +111,10 @@ enum Command {
         /// Requests in flight per connection.
         #[arg(long, default_value_t = 1)]
         depth: usize,
+        /// Send the --depth requests as one batch, the next batch when all
+        /// are answered (instead of one new request per answer).
+        #[arg(long)]
+        pipelined: bool,
         /// Recorded seconds.
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
@@ -94,10 +124,10 @@ enum Command {
     },
     /// One server of the comparison, controlled over stdin (used by `compare`).
     Serve {
-        /// epoll, uring or tokio.
+        /// epoll, uring or tokio (redis is started by compare itself).
         #[arg(long)]
         server: String,
-        /// echo, http, chat or proxy.
+        /// echo, http, chat, proxy or resp.
         #[arg(long)]
         proto: String,
         /// Where `--proto proxy` connects each accepted connection to.
@@ -124,24 +154,18 @@ enum Command {
     },
 }
 
-fn proto(s: &str) -> Result<Proto, String> {
-    match s {
-        "echo" => Ok(Proto::Echo),
-        "http" => Ok(Proto::Http),
-        _ => Err(format!("unknown protocol {s:?}: expected echo or http")),
-    }
-}
-
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Compare {
             quick,
             rounds,
             duration,
+            pipelined_duration,
             warmup,
             connections,
             size,
             depth,
+            pipeline,
             workloads,
             servers,
             workers,
@@ -170,30 +194,35 @@ fn run(command: Command) -> Result<(), String> {
                 rounds: rounds.max(1),
                 warmup: Duration::from_secs_f64(warmup),
                 duration: Duration::from_secs_f64(duration),
+                pipelined_duration: Duration::from_secs_f64(pipelined_duration),
                 connections,
                 size: size.max(1),
                 depth: depth.max(1),
+                pipeline: pipeline.max(1),
                 idle,
                 out,
             };
             if quick {
                 plan.rounds = 1;
-                plan.warmup = Duration::from_millis(200);
-                plan.duration = Duration::from_millis(500);
+                plan.warmup = Duration::from_millis(100);
+                plan.duration = Duration::from_millis(300);
+                plan.pipelined_duration = Duration::from_millis(300);
                 plan.workers = vec![1];
                 plan.connections = plan.connections.min(20);
                 plan.idle = plan.idle.min(500);
             }
             compare::compare(&plan).map_err(|e| e.to_string())
         }
-        Command::Load { addr, proto: p, connections, size, depth, duration, warmup } => {
+        Command::Load { addr, proto, connections, size, depth, pipelined, duration, warmup } => {
             let spec = LoadSpec {
-                proto: proto(&p)?,
+                proto: Proto::parse(&proto)?,
                 addr,
                 connections,
                 size: size.max(1),
                 depth: depth.max(1),
+                pipelined,
                 warmup: Duration::from_secs_f64(warmup),
+                count: Duration::ZERO,
                 duration: Duration::from_secs_f64(duration),
             };
             let r = load::run(&spec).map_err(|e| e.to_string())?;

@@ -22,6 +22,7 @@ use pollring_examples::chat::{Chat, ChatCounters};
 use pollring_examples::echo::Echo;
 use pollring_examples::http::Http;
 use pollring_examples::proxy::Proxy;
+use pollring_examples::resp;
 
 use crate::baseline;
 
@@ -34,6 +35,9 @@ pub enum Impl {
     Uring,
     /// The tokio (and hyper) baseline.
     Tokio,
+    /// `redis-server` from the `PATH`: the baseline for RESP. `compare`
+    /// starts it itself ([`crate::redis`]); `serve` does not run it.
+    Redis,
 }
 
 impl Impl {
@@ -43,6 +47,7 @@ impl Impl {
             Impl::Epoll => "pollring-epoll",
             Impl::Uring => "pollring-uring",
             Impl::Tokio => "tokio",
+            Impl::Redis => "redis",
         }
     }
 
@@ -52,19 +57,21 @@ impl Impl {
             Impl::Epoll => "epoll",
             Impl::Uring => "uring",
             Impl::Tokio => "tokio",
+            Impl::Redis => "redis",
         }
     }
 
     /// Parses a `--server` value.
     ///
     /// # Errors
-    /// The value is none of `epoll`, `uring`, `tokio`.
+    /// The value is none of `epoll`, `uring`, `tokio`, `redis`.
     pub fn parse(s: &str) -> Result<Impl, String> {
         match s {
             "epoll" => Ok(Impl::Epoll),
             "uring" => Ok(Impl::Uring),
             "tokio" => Ok(Impl::Tokio),
-            _ => Err(format!("unknown server {s:?}: expected epoll, uring or tokio")),
+            "redis" => Ok(Impl::Redis),
+            _ => Err(format!("unknown server {s:?}: expected epoll, uring, tokio or redis")),
         }
     }
 }
@@ -86,6 +93,9 @@ pub enum Service {
         /// Where every accepted connection is proxied to.
         upstream: SocketAddr,
     },
+    /// RESP2, the key-value server of `pollring_examples::resp` (pollring
+    /// only; `compare` runs `redis-server` as its baseline).
+    Resp,
 }
 
 impl Service {
@@ -96,6 +106,7 @@ impl Service {
             Service::Http => "http",
             Service::Chat => "chat",
             Service::Proxy { .. } => "proxy",
+            Service::Resp => "resp",
         }
     }
 
@@ -109,12 +120,15 @@ impl Service {
             ("echo", None) => Ok(Service::Echo),
             ("http", None) => Ok(Service::Http),
             ("chat", None) => Ok(Service::Chat),
+            ("resp", None) => Ok(Service::Resp),
             ("proxy", Some(upstream)) => Ok(Service::Proxy { upstream }),
             ("proxy", None) => Err("--proto proxy needs --upstream ADDR".to_string()),
-            ("echo" | "http" | "chat", Some(_)) => {
+            ("echo" | "http" | "chat" | "resp", Some(_)) => {
                 Err(format!("--upstream is for --proto proxy, not {proto}"))
             }
-            _ => Err(format!("unknown protocol {proto:?}: expected echo, http, chat or proxy")),
+            _ => {
+                Err(format!("unknown protocol {proto:?}: expected echo, http, chat, proxy or resp"))
+            }
         }
     }
 }
@@ -143,6 +157,9 @@ pub fn serve(server: Impl, service: Service, shape: &Shape, addr: SocketAddr) ->
     match server {
         Impl::Epoll | Impl::Uring => serve_pollring(server, service, shape, addr),
         Impl::Tokio => serve_tokio(service, workers, addr),
+        Impl::Redis => {
+            Err(io::Error::other("serve does not run redis; compare starts redis-server itself"))
+        }
     }
 }
 
@@ -163,6 +180,7 @@ fn serve_pollring(
         builder = builder.offload_threads(threads);
     }
     let config = builder.build().map_err(io::Error::other)?;
+    let resp_limits = resp::limits_for(&config);
     let bound = Server::bind(addr, config).map_err(io::Error::other)?;
     let local = bound.local_addr();
     let per_worker: Arc<[AtomicUsize]> =
@@ -181,6 +199,11 @@ fn serve_pollring(
         }
         Service::Proxy { upstream } => {
             bound.serve(move |_| Proxy::new(upstream, baseline::PROXY_CONNECT_TIMEOUT))
+        }
+        Service::Resp => {
+            // One keyspace for every worker, as the `resp` binary has it.
+            let store = Arc::new(resp::Store::default());
+            bound.serve(move |_| resp::Resp::new(store.clone(), resp_limits))
         }
     }
     .map_err(io::Error::other)?;
@@ -281,6 +304,11 @@ fn serve_tokio(service: Service, workers: usize, addr: SocketAddr) -> io::Result
         Service::Proxy { upstream } => baseline::Proto::Proxy { upstream },
         Service::Chat => {
             return Err(io::Error::other("the tokio baseline has no chat; use epoll or uring"))
+        }
+        Service::Resp => {
+            return Err(io::Error::other(
+                "the tokio baseline has no RESP server; compare runs redis-server instead",
+            ))
         }
     };
     let thread = std::thread::spawn(move || baseline::serve(proto, listener, workers, stopped));

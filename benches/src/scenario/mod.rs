@@ -90,7 +90,12 @@ impl Placement {
 
 /// Parses `--servers`.
 pub(crate) fn servers(list: &[String]) -> io::Result<Vec<Impl>> {
-    list.iter().map(|s| Impl::parse(s).map_err(io::Error::other)).collect()
+    list.iter()
+        .map(|s| match Impl::parse(s) {
+            Ok(Impl::Redis) => Err(fail("redis takes part in compare's RESP rows only")),
+            parsed => parsed.map_err(io::Error::other),
+        })
+        .collect()
 }
 
 /// A latency histogram in nanoseconds, 1 µs to 60 s.
