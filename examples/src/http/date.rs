@@ -74,12 +74,15 @@ impl DateCache {
         DateCache { second, value: imf_fixdate(now) }
     }
 
-    /// Moves to `now`, formatting only if the second changed.
-    pub fn update(&mut self, now: SystemTime) {
+    /// Moves to `now`, formatting only if the second changed; returns
+    /// whether it did.
+    pub fn update(&mut self, now: SystemTime) -> bool {
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.second {
-            *self = DateCache { second, value: imf_fixdate(now) };
+        if second == self.second {
+            return false;
         }
+        *self = DateCache { second, value: imf_fixdate(now) };
+        true
     }
 
     /// The formatted value.

@@ -61,6 +61,7 @@ pub struct Slept(pub Duration);
 pub struct Http {
     parser: Parser,
     date: DateCache,
+    canned: Canned,
 }
 
 impl Default for Http {
@@ -77,7 +78,8 @@ impl Http {
 
     /// A server enforcing `limits`.
     pub fn with_limits(limits: Limits) -> Http {
-        Http { parser: Parser::new(limits), date: DateCache::new(SystemTime::now()) }
+        let date = DateCache::new(SystemTime::now());
+        Http { parser: Parser::new(limits), canned: Canned::render(date.as_bytes()), date }
     }
 
     /// Answers every complete request in the input, in order, until the
@@ -122,7 +124,7 @@ impl Http {
                         }
                         pending.route = Route::Unavailable;
                     }
-                    respond(cx, self.date.as_bytes(), pending, &conn.body);
+                    respond(cx, self.date.as_bytes(), &self.canned, pending, &conn.body);
                     conn.body.clear();
                     if conn.body.capacity() > KEEP_BODY_CAPACITY {
                         conn.body = Vec::new();
@@ -259,7 +261,7 @@ impl Handler for Http {
     /// A sleep is over: answer it, then the requests that waited behind it.
     fn on_message(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>, _slept: Slept) {
         let Some(pending) = conn.sleeping.take() else { return };
-        respond(cx, self.date.as_bytes(), pending, &[]);
+        respond(cx, self.date.as_bytes(), &self.canned, pending, &[]);
         if !pending.keep_alive {
             cx.close();
             return;
@@ -276,7 +278,9 @@ impl Handler for Http {
 
     fn on_tick(&mut self, _cx: &mut WorkerCx<'_, Slept>) -> Option<Duration> {
         let now = SystemTime::now();
-        self.date.update(now);
+        if self.date.update(now) {
+            self.canned = Canned::render(self.date.as_bytes());
+        }
         // Wake just after the next whole second.
         let into_second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         Some(
@@ -352,12 +356,28 @@ fn connection_header(p: &Pending) -> Option<&'static str> {
     }
 }
 
-fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
+/// Answers `p` (`body`: the request's, for `/echo`): a canned response
+/// when there is one, else one serialised now.
+fn respond(cx: &mut Cx<'_>, date: &[u8], canned: &Canned, p: Pending, body: &[u8]) {
+    if let Some(response) = canned.get(&p) {
+        cx.write(response);
+        return;
+    }
     let mut small = [0u8; 64];
+    response(p, body, date, &mut small).send(cx);
+}
+
+/// The response to `p`; `small` holds a body made up for it.
+fn response<'a>(
+    p: Pending,
+    body: &'a [u8],
+    date: &'a [u8],
+    small: &'a mut [u8; 64],
+) -> Response<'a> {
     let (status, content_type, body, extra): (_, _, &[u8], _) = match p.route {
         Route::Plaintext => ("200 OK", "text/plain", b"Hello, World!", ""),
         Route::Json => {
-            let mut out = Out::new(&mut small);
+            let mut out = Out::new(small);
             json_message(&mut out, "Hello, World!");
             let n = out.finish().unwrap_or(0);
             ("200 OK", "application/json", &small[..n], "")
@@ -370,7 +390,7 @@ fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
         ),
         Route::Echo => ("200 OK", "application/octet-stream", body, ""),
         Route::Sleep { ms } => {
-            let mut out = Out::new(&mut small);
+            let mut out = Out::new(small);
             out.put(b"slept ");
             out.put_u64(ms);
             out.put(b" ms\n");
@@ -406,7 +426,50 @@ fn respond(cx: &mut Cx<'_>, date: &[u8], p: Pending, body: &[u8]) {
         connection: connection_header(&p),
         date,
     }
-    .send(cx);
+}
+
+/// Whole responses for the routes whose answer changes only with its
+/// `Date` (`/plaintext`, `/json`, `/`), as sent to an HTTP/1.1 keep-alive
+/// `GET`: rendered when the date changes (once a second, in `on_tick`) and
+/// then copied whole into the output, one copy per request, instead of
+/// being serialised piece by piece each time.
+#[derive(Debug, Clone)]
+struct Canned {
+    plaintext: Vec<u8>,
+    json: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl Canned {
+    fn render(date: &[u8]) -> Canned {
+        let one = |route| {
+            let p = Pending { route, head_only: false, keep_alive: true, version: Version::Http11 };
+            let mut small = [0u8; 64];
+            let res = response(p, &[], date, &mut small);
+            let mut out = Vec::new();
+            res.head(&mut out);
+            out.put(res.body());
+            out
+        };
+        Canned {
+            plaintext: one(Route::Plaintext),
+            json: one(Route::Json),
+            index: one(Route::Index),
+        }
+    }
+
+    /// The canned response to `p`, if it has one.
+    fn get(&self, p: &Pending) -> Option<&[u8]> {
+        if p.head_only || !p.keep_alive || p.version != Version::Http11 {
+            return None;
+        }
+        match p.route {
+            Route::Plaintext => Some(&self.plaintext),
+            Route::Json => Some(&self.json),
+            Route::Index => Some(&self.index),
+            _ => None,
+        }
+    }
 }
 
 fn respond_error(cx: &mut Cx<'_>, date: &[u8], error: Error) {
@@ -460,6 +523,12 @@ trait Put {
 
     fn put_u64(&mut self, n: u64) {
         self.put(itoa::Buffer::new().format(n).as_bytes());
+    }
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, data: &[u8]) {
+        self.extend_from_slice(data);
     }
 }
 
@@ -533,6 +602,41 @@ mod tests {
         out.put(b"de");
         out.put(b"f");
         assert_eq!(out.finish(), None);
+    }
+
+    #[test]
+    fn canned_responses_are_what_would_be_serialised() {
+        let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
+        let canned = Canned::render(date);
+        for route in [Route::Plaintext, Route::Json, Route::Index] {
+            let p = Pending { route, head_only: false, keep_alive: true, version: Version::Http11 };
+            let mut small = [0u8; 64];
+            let res = response(p, &[], date, &mut small);
+            let want = render(|o| {
+                res.head(o);
+                o.put(res.body());
+            });
+            assert_eq!(canned.get(&p), Some(want.as_bytes()), "{route:?}");
+            // Not for HEAD, a close, or HTTP/1.0: those differ.
+            for other in [
+                Pending { head_only: true, ..p },
+                Pending { keep_alive: false, ..p },
+                Pending { version: Version::Http10, ..p },
+            ] {
+                assert_eq!(canned.get(&other), None);
+            }
+        }
+        assert!(canned.get(&Pending { route: Route::NotFound, ..p_plain() }).is_none());
+        assert!(String::from_utf8_lossy(&canned.plaintext).ends_with("\r\n\r\nHello, World!"));
+    }
+
+    fn p_plain() -> Pending {
+        Pending {
+            route: Route::Plaintext,
+            head_only: false,
+            keep_alive: true,
+            version: Version::Http11,
+        }
     }
 
     #[test]
