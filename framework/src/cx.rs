@@ -417,7 +417,7 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     /// The peer's address, if the kernel told (for an outbound connection,
     /// the address connected to).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.io().peer
+        self.st.peer(self.me)
     }
 
     /// This connection's id within its worker.

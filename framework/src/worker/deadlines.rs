@@ -66,7 +66,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let close = match io.due(&limits, now) {
             None => None,
             Some(Due::Connect) => {
-                let addr = io.peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                let addr = self.st.peer_or_unspecified(id);
                 self.fail_connect(id, ConnectError::TimedOut { addr });
                 return;
             }

@@ -37,9 +37,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
         };
         self.accepted += 1;
-        let mut io = ConnIo::new(Phase::Open, self.st.now_ms);
-        io.peer = peer;
-        let id = self.st.ios.insert(io);
+        let id = self.st.ios.insert(ConnIo::new(Phase::Open, self.st.now_ms));
+        if let Some(peer) = peer {
+            self.st.set_peer(id, peer);
+        }
         self.bind_token(id, token);
         self.open(id);
     }
@@ -89,7 +90,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 }
             }
             Err(error) => {
-                let addr = io.peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                let addr = self.st.peer_or_unspecified(id);
                 self.fail_connect(id, ConnectError::from_io(addr, error));
             }
         }

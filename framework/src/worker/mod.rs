@@ -140,6 +140,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             connects: Vec::new(),
             aborts: Vec::new(),
             links: std::collections::HashMap::new(),
+            wide_peers: std::collections::HashMap::new(),
             tick_wanted: None,
             sender,
             offload,

@@ -185,7 +185,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     pub(super) fn close_now(&mut self, id: ConnId, reason: CloseReason) {
         let Some(io) = self.st.ios.get(id) else { return };
         if let Phase::Connecting { .. } = io.phase {
-            let addr = io.peer.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+            let addr = self.st.peer_or_unspecified(id);
             self.fail_connect(id, ConnectError::Aborted { addr });
             return;
         }
@@ -267,6 +267,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let Some(mut io) = self.st.ios.remove(id) else { return };
         self.st.links.remove(&id);
+        self.st.wide_peers.remove(&id);
         if io.parked {
             self.parked.remove(&id);
         }
