@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use pollring_backends::buf::{Chain, Chunks, Pool};
 
+use crate::conn::Flags;
 use crate::mailbox::Sender;
 use crate::offload::OffloadError;
 use crate::state::WorkerState;
+use crate::timer::Stamp;
 use crate::write::{Output, Writer};
 use crate::WorkerId;
 
@@ -268,11 +270,10 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
             return None;
         }
         let writable = crate::state::is_writable(io);
-        let crate::conn::ConnIo { input, output, out_of_buffers, listed, .. } = io;
+        let crate::conn::ConnIo { input, output, flags, .. } = io;
         let dirty = &mut st.dirty;
         let result = input.read_with(self.pool, 0..n, &mut st.scratch, |request, pool| {
-            let to =
-                writable.then_some(Output { chain: output, out_of_buffers, listed, dirty, id });
+            let to = writable.then_some(Output { chain: output, flags, dirty, id });
             f(request, &mut Writer::new(pool, to))
         });
         self.consume(n);
@@ -337,7 +338,7 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
     /// [`Cx::is_read_closed`] once, and the connection stays until the
     /// handler calls [`Cx::close`] or [`Cx::shutdown_write`].
     pub fn set_half_close(&mut self, on: bool) {
-        self.io_mut().half_close = on;
+        self.io_mut().flags.set(Flags::HALF_CLOSE, on);
     }
 
     /// Stops receiving on this connection until [`Cx::resume_recv`]. Bytes
@@ -395,12 +396,12 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
 
     /// Cancels the timer set with [`Cx::set_timer`], if any.
     pub fn cancel_timer(&mut self) {
-        self.io_mut().timer_at = None;
+        self.io_mut().timer_at = Stamp::NONE;
     }
 
     /// When the timer set with [`Cx::set_timer`] fires, if one is set.
     pub fn timer(&self) -> Option<Instant> {
-        self.io().timer_at.map(|at| self.st.clock.instant(at))
+        self.io().timer_at.get().map(|at| self.st.clock.instant(at))
     }
 
     /// Whether the peer has finished sending (no more input will come).
@@ -619,7 +620,7 @@ impl<M: Send + 'static> ConnMut<'_, M> {
     /// # Errors
     /// [`Gone`] if it has closed.
     pub fn set_half_close(&mut self, on: bool) -> Result<(), Gone> {
-        self.st.ios.get_mut(self.id).ok_or(Gone)?.half_close = on;
+        self.st.ios.get_mut(self.id).ok_or(Gone)?.flags.set(Flags::HALF_CLOSE, on);
         Ok(())
     }
 }

@@ -26,13 +26,15 @@
 //! transitions themselves touch no socket, so they are unit-tested here.
 
 use crate::handler::CloseReason;
-use crate::timer::Ms;
+use crate::timer::{Ms, Stamp};
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// An outbound connect is in flight; `until` is its deadline.
-    Connecting { until: Option<Ms> },
+    /// An outbound connect is in flight; `until` is its deadline, if any
+    /// (a [`Stamp`], not an 8-byte `Ms`: every connection's `Phase` is
+    /// 10 bytes rather than 16).
+    Connecting { until: Stamp },
     /// Reading and writing.
     Open,
     /// The peer sent FIN and the handler opted into half-close: writing
@@ -45,7 +47,7 @@ pub(crate) enum Phase {
     Draining { reason: CloseReason, peer_fin: bool },
     /// Output written and FIN sent; input is read and discarded until the
     /// peer's EOF or `until`, so the close cannot reset away the response.
-    Lingering { reason: CloseReason, until: Ms },
+    Lingering { reason: CloseReason, until: Stamp },
     /// The driver was told to close; waiting for it to report `Closed`.
     Closing(CloseReason),
 }
@@ -135,7 +137,7 @@ impl Phase {
         match *self {
             Phase::Draining { reason, peer_fin: true } => OnDrained::CloseNow(reason),
             Phase::Draining { reason, peer_fin: false } => {
-                *self = Phase::Lingering { reason, until };
+                *self = Phase::Lingering { reason, until: until.into() };
                 OnDrained::Linger
             }
             _ => OnDrained::Nothing,
@@ -281,7 +283,7 @@ mod tests {
         assert!(!p.reads() && !p.takes_input() && p.writable() && p.is_closing());
         let until = later();
         assert_eq!(p.drained(until), OnDrained::Linger);
-        assert_eq!(p, Phase::Lingering { reason: CloseReason::Local, until });
+        assert_eq!(p, Phase::Lingering { reason: CloseReason::Local, until: until.into() });
         assert!(p.reads() && !p.takes_input() && !p.writable() && !p.flushes());
         assert_eq!(p.peer_fin(), OnFin::CloseNow(CloseReason::Local));
     }
@@ -297,7 +299,7 @@ mod tests {
     #[test]
     fn connecting_neither_reads_nor_flushes_but_queues_writes() {
         let until = later();
-        let mut p = Phase::Connecting { until: Some(until) };
+        let mut p = Phase::Connecting { until: until.into() };
         assert!(!p.reads() && !p.flushes() && p.writable() && !p.live());
         assert_eq!(p.peer_fin(), OnFin::Nothing);
         p.close(CloseReason::Local);
@@ -311,12 +313,12 @@ mod tests {
     #[test]
     fn close_now_happens_once_from_any_phase() {
         for mut p in [
-            Phase::Connecting { until: None },
+            Phase::Connecting { until: Stamp::NONE },
             Phase::Open,
             Phase::ReadClosed,
             Phase::WriteClosed,
             Phase::Draining { reason: CloseReason::Local, peer_fin: false },
-            Phase::Lingering { reason: CloseReason::Local, until: later() },
+            Phase::Lingering { reason: CloseReason::Local, until: later().into() },
         ] {
             assert!(p.close_now(CloseReason::IdleTimeout));
             assert_eq!(p, Phase::Closing(CloseReason::IdleTimeout));

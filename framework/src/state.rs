@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pollring_backends::buf::Pool;
 
-use crate::conn::{ConnIo, Limits};
+use crate::conn::{ConnIo, Flags, Limits};
 use crate::cx::{ConnAddr, ConnId, Gone};
 use crate::handler::CloseReason;
 use crate::lifecycle::Phase;
@@ -68,9 +68,8 @@ pub(crate) struct Links {
 }
 
 /// Lists connection `id` for the end-of-turn flush, once per turn.
-pub(crate) fn list(listed: &mut bool, dirty: &mut Vec<ConnId>, id: ConnId) {
-    if !*listed {
-        *listed = true;
+pub(crate) fn list(flags: &mut Flags, dirty: &mut Vec<ConnId>, id: ConnId) {
+    if flags.insert(Flags::LISTED) {
         dirty.push(id);
     }
 }
@@ -84,7 +83,7 @@ fn writable(ios: &mut Slots<ConnIo>, id: ConnId) -> Result<&mut ConnIo, Gone> {
 
 /// Whether `io` can still take output (see [`writable`]).
 pub(crate) fn is_writable(io: &ConnIo) -> bool {
-    io.phase.writable() && !io.fin_sent
+    io.phase.writable() && !io.flags.contains(Flags::FIN_SENT)
 }
 
 impl<M: Send + 'static> WorkerState<M> {
@@ -117,7 +116,7 @@ impl<M: Send + 'static> WorkerState<M> {
     /// Lists `id` for the end-of-turn flush (once).
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {
         if let Some(io) = self.ios.get_mut(id) {
-            list(&mut io.listed, &mut self.dirty, id);
+            list(&mut io.flags, &mut self.dirty, id);
         }
     }
 
@@ -168,9 +167,9 @@ impl<M: Send + 'static> WorkerState<M> {
         let target = writable(&mut self.ios, to)?;
         match moved {
             Ok(chain) => target.output.append(pool, chain),
-            Err(_) => target.out_of_buffers = true,
+            Err(_) => target.flags.set(Flags::OUT_OF_BUFFERS, true),
         }
-        list(&mut target.listed, &mut self.dirty, to);
+        list(&mut target.flags, &mut self.dirty, to);
         Ok(())
     }
 
@@ -198,10 +197,10 @@ impl<M: Send + 'static> WorkerState<M> {
         let io = self.ios.get_mut(id).ok_or(Gone)?;
         match io.phase {
             // FIN after the output queued while connecting.
-            Phase::Connecting { .. } => io.shutdown_on_connect = true,
+            Phase::Connecting { .. } => io.flags.set(Flags::SHUTDOWN_ON_CONNECT, true),
             _ if io.phase.live() => {
                 io.phase.shutdown_write();
-                list(&mut io.listed, &mut self.dirty, id);
+                list(&mut io.flags, &mut self.dirty, id);
             }
             _ => return Err(Gone),
         }
@@ -210,7 +209,7 @@ impl<M: Send + 'static> WorkerState<M> {
 
     pub(crate) fn set_recv_paused(&mut self, id: ConnId, paused: bool) -> Result<(), Gone> {
         let io = self.ios.get_mut(id).filter(|io| !io.phase.is_closing()).ok_or(Gone)?;
-        io.pause.handler = paused;
+        io.flags.set(Flags::PAUSED_BY_HANDLER, paused);
         self.mark_dirty(id);
         Ok(())
     }
@@ -224,7 +223,7 @@ impl<M: Send + 'static> WorkerState<M> {
     }
 
     pub(crate) fn set_feeder(&mut self, id: ConnId, feeder: Option<ConnId>) -> Result<(), Gone> {
-        let throttling = self.ios.get(id).ok_or(Gone)?.throttling;
+        let throttling = self.ios.get(id).ok_or(Gone)?.flags.contains(Flags::THROTTLING);
         let old = self.feeder_of(id);
         let feeder = feeder.filter(|&f| f != id);
         match (self.links.get_mut(&id), feeder) {
@@ -239,12 +238,12 @@ impl<M: Send + 'static> WorkerState<M> {
             // The pause moves from the old feeder to the new one.
             for (conn, paused) in [(old, false), (new, true)] {
                 if let Some(io) = self.ios.get_mut(conn) {
-                    io.pause.backpressure = if paused {
-                        io.pause.backpressure.saturating_add(1)
+                    io.backpressure = if paused {
+                        io.backpressure.saturating_add(1)
                     } else {
-                        io.pause.backpressure.saturating_sub(1)
+                        io.backpressure.saturating_sub(1)
                     };
-                    list(&mut io.listed, &mut self.dirty, conn);
+                    list(&mut io.flags, &mut self.dirty, conn);
                 }
             }
         }
@@ -260,8 +259,8 @@ impl<M: Send + 'static> WorkerState<M> {
         opener: Option<ConnId>,
     ) -> ConnId {
         let until = self.now_ms.after(timeout);
-        let mut io = ConnIo::new(Phase::Connecting { until: Some(until) }, self.now_ms);
-        io.outbound = true;
+        let mut io = ConnIo::new(Phase::Connecting { until: until.into() }, self.now_ms);
+        io.flags.set(Flags::OUTBOUND, true);
         let id = self.ios.insert(io);
         self.set_peer(id, addr);
         if opener.is_some() {
@@ -287,7 +286,7 @@ impl<M: Send + 'static> WorkerState<M> {
     pub(crate) fn set_timer(&mut self, id: ConnId, after: Duration) -> Result<(), Gone> {
         let at = self.now_ms.after(after);
         let io = self.ios.get_mut(id).filter(|io| io.phase.live()).ok_or(Gone)?;
-        io.timer_at = Some(at);
+        io.timer_at = at.into();
         io.arm(id, &mut self.wheel, at);
         Ok(())
     }

@@ -18,16 +18,59 @@ use crate::cx::ConnId;
 
 /// A worker's time in whole milliseconds since its epoch (plus one, so
 /// `Option<Ms>` needs no extra word): 8 bytes where an `Instant` takes 16.
-/// Connections keep six of these, so this saves 48 bytes on each.
+/// Never above [`Ms::MAX`], so every `Ms` fits a [`Stamp`] exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Ms(NonZeroU64);
 
 impl Ms {
+    /// The latest time there is: 2^48 − 1 ms, about 8,900 years after the
+    /// worker started. Later deadlines saturate here (they never come).
+    pub(crate) const MAX: Ms = Ms(NonZeroU64::new((1 << 48) - 1).unwrap());
+
     /// `d` after `self`, rounded so that it is never earlier than exact.
     pub(crate) fn after(self, d: Duration) -> Ms {
-        let ms = d.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128 / 2) as u64;
+        let ms = d.as_nanos().div_ceil(1_000_000).min(Ms::MAX.0.get() as u128) as u64;
         // `self` was rounded down by up to a millisecond: add it back.
-        Ms(self.0.saturating_add(ms + 1))
+        Ms(self.0.saturating_add(ms + 1).min(Ms::MAX.0))
+    }
+}
+
+/// An `Option<Ms>` in 6 bytes, for the times every connection keeps: 48
+/// bits of milliseconds last 8,900 years, so a `Stamp` never wraps round
+/// (4-byte milliseconds would after 49.7 days) and compares like the `Ms`
+/// it holds. All zero is `None` (an `Ms` is never zero). Align 2.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp([u16; 3]);
+
+impl Stamp {
+    /// No time.
+    pub(crate) const NONE: Stamp = Stamp([0; 3]);
+
+    /// The time held, if any.
+    pub(crate) fn get(self) -> Option<Ms> {
+        let [lo, mid, hi] = self.0.map(u64::from);
+        NonZeroU64::new(lo | mid << 16 | hi << 32).map(Ms)
+    }
+}
+
+impl From<Option<Ms>> for Stamp {
+    fn from(ms: Option<Ms>) -> Stamp {
+        // `Ms::MAX` bounds every `Ms`: the top 16 bits are always zero.
+        let v = ms.map_or(0, |ms| ms.0.get());
+        debug_assert!(v <= Ms::MAX.0.get());
+        Stamp([v as u16, (v >> 16) as u16, (v >> 32) as u16])
+    }
+}
+
+impl From<Ms> for Stamp {
+    fn from(ms: Ms) -> Stamp {
+        Stamp::from(Some(ms))
+    }
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
     }
 }
 
@@ -44,7 +87,8 @@ impl Clock {
 
     /// `t` rounded down to its millisecond.
     pub(crate) fn ms(&self, t: Instant) -> Ms {
-        let since = t.saturating_duration_since(self.epoch).as_millis() as u64;
+        let since = t.saturating_duration_since(self.epoch).as_millis();
+        let since = since.min(u128::from(Ms::MAX.0.get() - 1)) as u64;
         Ms(NonZeroU64::MIN.saturating_add(since))
     }
 
@@ -192,6 +236,36 @@ mod tests {
         assert!(clock.instant(at) >= t0 + Duration::from_micros(311_000));
         assert!(clock.instant(at) <= t0 + Duration::from_millis(313));
         assert_eq!(std::mem::size_of::<Option<Ms>>(), 8);
+    }
+
+    #[test]
+    fn stamps_hold_any_ms_exactly_in_six_bytes() {
+        assert_eq!(std::mem::size_of::<Stamp>(), 6);
+        assert_eq!(Stamp::NONE.get(), None);
+        assert_eq!(Stamp::default(), Stamp::NONE);
+        // Past 2^32 ms (49.7 days) and 2^47: no wrap-around, no truncation.
+        for n in
+            [0, 1, 65_535, 65_536, u32::MAX as u64 - 1, u32::MAX as u64, 1 << 40, (1 << 48) - 2]
+        {
+            assert_eq!(Stamp::from(ms(n)).get(), Some(ms(n)), "{n}");
+        }
+        assert_eq!(Stamp::from(Ms::MAX).get(), Some(Ms::MAX));
+        assert_eq!(Stamp::from(None).get(), None);
+        // Stamps of later times hold later times.
+        let (a, b) = (ms(u32::MAX as u64 + 5), ms(7));
+        assert!(Stamp::from(a).get() > Stamp::from(b).get());
+    }
+
+    #[test]
+    fn far_deadlines_saturate_at_max_and_fit_a_stamp() {
+        let now = ms(60 * 24 * 3_600_000); // 60 days in
+        assert_eq!(now.after(Duration::MAX), Ms::MAX);
+        assert_eq!(Ms::MAX.after(Duration::from_millis(1)), Ms::MAX);
+        let later = now.after(Duration::from_secs(30));
+        assert_eq!(Stamp::from(later).get(), Some(later));
+        assert!(later > now);
+        let clock = Clock::new(Instant::now());
+        assert!(clock.ms(Instant::now() + Duration::from_secs(1)) <= Ms::MAX);
     }
 
     #[test]

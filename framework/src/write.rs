@@ -4,7 +4,7 @@ use std::io;
 
 use pollring_backends::buf::{Chain, Pool};
 
-use crate::conn::ConnIo;
+use crate::conn::{ConnIo, Flags};
 use crate::cx::ConnId;
 use crate::state::list;
 
@@ -66,8 +66,8 @@ pub struct Writer<'a> {
 #[derive(Debug)]
 pub(crate) struct Output<'a> {
     pub(crate) chain: &'a mut Chain,
-    pub(crate) out_of_buffers: &'a mut bool,
-    pub(crate) listed: &'a mut bool,
+    /// The connection's flags: `OUT_OF_BUFFERS` and `LISTED` are set here.
+    pub(crate) flags: &'a mut Flags,
     pub(crate) dirty: &'a mut Vec<ConnId>,
     pub(crate) id: ConnId,
 }
@@ -75,13 +75,7 @@ pub(crate) struct Output<'a> {
 impl<'a> Output<'a> {
     /// `io`'s output, to be listed in `dirty` for the end-of-turn flush.
     pub(crate) fn new(io: &'a mut ConnIo, dirty: &'a mut Vec<ConnId>, id: ConnId) -> Output<'a> {
-        Output {
-            chain: &mut io.output,
-            out_of_buffers: &mut io.out_of_buffers,
-            listed: &mut io.listed,
-            dirty,
-            id,
-        }
+        Output { chain: &mut io.output, flags: &mut io.flags, dirty, id }
     }
 }
 
@@ -96,7 +90,7 @@ impl<'a> Writer<'a> {
     pub fn put(&mut self, data: &[u8]) {
         let Some(to) = &mut self.to else { return };
         if to.chain.extend_from_slice(self.pool, data).is_err() {
-            *to.out_of_buffers = true;
+            to.flags.set(Flags::OUT_OF_BUFFERS, true);
         } else {
             self.written += data.len();
         }
@@ -121,7 +115,7 @@ impl<'a> Writer<'a> {
                 n
             }
             Err(_) => {
-                *to.out_of_buffers = true;
+                to.flags.set(Flags::OUT_OF_BUFFERS, true);
                 0
             }
         }
@@ -135,7 +129,7 @@ impl<'a> Writer<'a> {
     /// Whether writes still reach the connection: `false` once writing is
     /// over or the pool ran out (what follows is dropped).
     pub fn is_open(&self) -> bool {
-        self.to.as_ref().is_some_and(|to| !*to.out_of_buffers)
+        self.to.as_ref().is_some_and(|to| !to.flags.contains(Flags::OUT_OF_BUFFERS))
     }
 }
 
@@ -151,8 +145,8 @@ impl Drop for Writer<'_> {
     fn drop(&mut self) {
         // Listed once written to (or failed: the flush closes it then).
         if let Some(to) = &mut self.to {
-            if self.written > 0 || *to.out_of_buffers {
-                list(to.listed, to.dirty, to.id);
+            if self.written > 0 || to.flags.contains(Flags::OUT_OF_BUFFERS) {
+                list(to.flags, to.dirty, to.id);
             }
         }
     }
@@ -166,7 +160,7 @@ impl io::Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.put(buf);
         match &self.to {
-            Some(to) if *to.out_of_buffers => {
+            Some(to) if to.flags.contains(Flags::OUT_OF_BUFFERS) => {
                 Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer pool exhausted"))
             }
             _ => Ok(buf.len()),

@@ -4,11 +4,11 @@
 use pollring_backends::Driver;
 
 use super::Worker;
-use crate::conn::Due;
+use crate::conn::{Due, Flags};
 use crate::cx::{ConnId, ConnectError};
 use crate::handler::{CloseReason, Handler};
 use crate::lifecycle::Phase;
-use crate::timer::Ms;
+use crate::timer::{Ms, Stamp};
 
 impl<D: Driver, H: Handler> Worker<D, H> {
     /// Connection deadlines, the handler's tick, the shutdown deadline.
@@ -20,7 +20,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             // Live: the connection's current entry, and not closing now.
             self.st.wheel.advance(self.st.now_ms, &mut expired, |id, deadline| {
                 ios.get(id).is_some_and(|io| {
-                    io.wheel_at == Some(deadline) && !matches!(io.phase, Phase::Closing(_))
+                    io.wheel_at.get() == Some(deadline) && !matches!(io.phase, Phase::Closing(_))
                 })
             });
             for (deadline, id) in expired.drain(..) {
@@ -58,11 +58,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     fn on_deadline(&mut self, id: ConnId, deadline: Ms) {
         let (now, limits) = (self.st.now_ms, self.st.limits);
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        if matches!(io.phase, Phase::Closing(_)) || io.wheel_at != Some(deadline) {
+        if matches!(io.phase, Phase::Closing(_)) || io.wheel_at.get() != Some(deadline) {
             // Closing, or a stale entry: the connection re-armed earlier.
             return;
         }
-        io.wheel_at = None;
+        io.wheel_at = Stamp::NONE;
         let close = match io.due(&limits, now) {
             None => None,
             Some(Due::Connect) => {
@@ -75,13 +75,13 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             Some(Due::Read) if io.pending_output() > 0 => {
                 // The handler may be holding input back until its output
                 // drains: that wait is the write timeout's business.
-                io.input_since = Some(now);
+                io.input_since = now.into();
                 None
             }
             Some(Due::Read) => Some(CloseReason::ReadTimeout),
             Some(Due::Write) => Some(CloseReason::WriteTimeout),
             Some(Due::Timer) => {
-                io.timer_at = None;
+                io.timer_at = Stamp::NONE;
                 self.call(id, "on_timer", |h, conn, cx| h.on_timer(conn, cx));
                 None
             }
@@ -112,7 +112,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let ids: Vec<ConnId> = self.st.ios.ids().collect();
         for id in ids {
             let Some(io) = self.st.ios.get_mut(id) else { continue };
-            let idle = io.pending_output() == 0 && io.input.is_empty() && !io.parked;
+            let idle = io.pending_output() == 0
+                && io.input.is_empty()
+                && !io.flags.contains(Flags::PARKED);
             match io.phase {
                 Phase::Lingering { .. } | Phase::Closing(_) => {}
                 // Idle (or not yet connected): no answer to protect, so no

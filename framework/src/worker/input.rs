@@ -7,10 +7,11 @@ use pollring_backends::buf::Buf;
 use pollring_backends::{Driver, Token};
 
 use super::{guarded, Worker};
-use crate::conn::ConnIo;
+use crate::conn::{ConnIo, Flags};
 use crate::cx::{ConnId, ConnectError, Cx};
 use crate::handler::{CloseReason, Handler};
 use crate::lifecycle::{OnFin, Phase};
+use crate::timer::Stamp;
 
 /// While the pool runs low (under half of it free), a connection left with
 /// at most this much unconsumed input after `on_data` has it moved to a heap
@@ -77,14 +78,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         match result {
             Ok(()) => {
                 io.phase.connected();
-                io.last_active = self.st.now_ms;
-                io.send_since = self.st.now_ms;
+                io.last_active = self.st.now_ms.into();
+                io.send_since = self.st.now_ms.into();
                 // Output queued while connecting, and the pause state.
                 self.st.mark_dirty(id);
                 self.open(id);
                 // A FIN asked for while connecting follows what on_open wrote.
                 if let Some(io) = self.st.ios.get_mut(id) {
-                    if std::mem::take(&mut io.shutdown_on_connect) {
+                    if io.flags.remove(Flags::SHUTDOWN_ON_CONNECT) {
                         io.phase.shutdown_write();
                     }
                 }
@@ -131,7 +132,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             pool.free(buf);
             return;
         };
-        io.last_active = now;
+        io.last_active = now.into();
         if !io.phase.takes_input() {
             // Lingering (or draining): read only to see the peer's EOF.
             pool.free(buf);
@@ -140,8 +141,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         // Small receives are copied behind a partial frame instead of
         // pinning a buffer each.
         let copy_limit = pool.buf_size() / 4;
-        if io.input_since.is_none() {
-            io.input_since = Some(now);
+        if io.input_since == Stamp::NONE {
+            io.input_since = now.into();
             if let Some(timeout) = read_timeout {
                 io.arm(id, &mut self.st.wheel, now.after(timeout));
             }
@@ -172,8 +173,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
 
     fn mark_data(&mut self, id: ConnId) {
         if let Some(io) = self.st.ios.get_mut(id) {
-            if !io.has_data {
-                io.has_data = true;
+            if io.flags.insert(Flags::HAS_DATA) {
                 self.data.push(id);
             }
         }
@@ -185,7 +185,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let mut data = std::mem::take(&mut self.data);
         for id in data.drain(..) {
             let Some(io) = self.st.ios.get_mut(id) else { continue };
-            io.has_data = false;
+            io.flags.remove(Flags::HAS_DATA);
             if !io.phase.live() && !io.phase.read_closed() {
                 continue;
             }
@@ -194,7 +194,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             let Some(io) = self.st.ios.get_mut(id) else { continue };
             let before = io.phase;
-            io.phase.after_data(io.half_close);
+            io.phase.after_data(io.flags.contains(Flags::HALF_CLOSE));
             if io.phase != before {
                 self.st.mark_dirty(id);
             }
@@ -221,7 +221,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let bytes: Box<[u8]> = io.input.chunks(pool).flatten().copied().collect();
         io.input.clear(pool);
-        io.parked = true;
+        io.flags.set(Flags::PARKED, true);
         self.parked.insert(id, bytes);
     }
 
@@ -231,10 +231,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     pub(super) fn unpark(&mut self, id: ConnId) -> bool {
         let pool = self.driver.pool_mut();
         let Some(io) = self.st.ios.get_mut(id) else { return true };
-        if !io.parked {
+        if !io.flags.remove(Flags::PARKED) {
             return true;
         }
-        io.parked = false;
         let Some(bytes) = self.parked.remove(&id) else { return true };
         if io.input.extend_from_slice(pool, &bytes).is_ok() {
             return true;
@@ -249,8 +248,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let pool = self.driver.pool_mut();
         let Some(io) = self.st.ios.get_mut(id) else { return };
         io.input.clear(pool);
-        io.input_since = None;
-        if std::mem::take(&mut io.parked) {
+        io.input_since = Stamp::NONE;
+        if io.flags.remove(Flags::PARKED) {
             self.parked.remove(&id);
         }
     }

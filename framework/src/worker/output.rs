@@ -4,6 +4,7 @@
 use pollring_backends::{Driver, Token};
 
 use super::{Worker, LINGER};
+use crate::conn::Flags;
 use crate::cx::{ConnId, ConnectError, Cx, WorkerCx};
 use crate::handler::{CloseReason, Handler};
 use crate::lifecycle::{OnDrained, Phase};
@@ -34,7 +35,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let now = self.st.now_ms;
         let write_timeout = self.st.limits.write;
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        io.listed = false;
+        io.flags.remove(Flags::LISTED);
         if matches!(io.phase, Phase::Connecting { .. }) {
             // Output waits for the connect, bounded like any other.
             self.throttle(id);
@@ -47,29 +48,30 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             return;
         }
-        if io.out_of_buffers {
+        if io.flags.contains(Flags::OUT_OF_BUFFERS) {
             tracing::warn!(id = %id, "buffer pool exhausted; connection closed");
             self.close_now(id, CloseReason::PoolExhausted);
             return;
         }
-        if matches!(io.phase, Phase::Draining { .. }) && (!io.input.is_empty() || io.parked) {
+        if matches!(io.phase, Phase::Draining { .. })
+            && (!io.input.is_empty() || io.flags.contains(Flags::PARKED))
+        {
             self.discard_input(id);
         }
         let Some(io) = self.st.ios.get_mut(id) else { return };
         if !io.output.is_empty() {
-            if io.in_flight == 0 {
+            if io.in_flight() == 0 {
                 // Output becomes pending: the write timeout starts.
-                io.send_since = now;
+                io.send_since = now.into();
                 if let Some(timeout) = write_timeout {
                     io.arm(id, &mut self.st.wheel, now.after(timeout));
                 }
             }
             let out = std::mem::take(&mut io.output);
-            io.in_flight += out.len();
+            io.handed_over(out.len());
             self.driver.send(token, out);
         }
-        if io.phase == Phase::WriteClosed && !io.fin_sent {
-            io.fin_sent = true;
+        if io.phase == Phase::WriteClosed && io.flags.insert(Flags::FIN_SENT) {
             self.driver.shutdown_write(token);
         }
         let pending = io.pending_output();
@@ -87,8 +89,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(io) = self.st.ios.get_mut(id) else { return };
         let pending = io.pending_output();
         self.buffered_peak = self.buffered_peak.max(pending + io.input.len());
-        if pending >= high && !io.throttling {
-            io.throttling = true;
+        if pending >= high && io.flags.insert(Flags::THROTTLING) {
             let feeder = self.st.feeder_of(id);
             self.set_backpressure(feeder, true);
         }
@@ -98,11 +99,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// or back under the low-water mark: pause or resume `id`'s reading.
     fn set_backpressure(&mut self, id: ConnId, on: bool) {
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        io.pause.backpressure = if on {
-            io.pause.backpressure.saturating_add(1)
-        } else {
-            io.pause.backpressure.saturating_sub(1)
-        };
+        io.backpressure =
+            if on { io.backpressure.saturating_add(1) } else { io.backpressure.saturating_sub(1) };
         self.sync_recv(id);
     }
 
@@ -114,8 +112,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             return;
         }
         let want = io.wants_recv();
-        if want == io.pause.driver {
-            io.pause.driver = !want;
+        if want == io.flags.contains(Flags::DRIVER_PAUSED) {
+            io.flags.set(Flags::DRIVER_PAUSED, !want);
             if want {
                 self.driver.resume_recv(token);
             } else {
@@ -128,15 +126,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(id) = self.id_of(token) else { return };
         let (now, low) = (self.st.now_ms, self.config.low_water);
         let Some(io) = self.st.ios.get_mut(id) else { return };
-        io.in_flight = io.in_flight.saturating_sub(bytes);
-        io.last_active = now;
-        io.send_since = now;
+        io.sent(bytes);
+        io.last_active = now.into();
+        io.send_since = now.into();
         if matches!(io.phase, Phase::Closing(_)) {
             return;
         }
         let pending = io.pending_output();
-        if io.throttling && pending < low {
-            io.throttling = false;
+        if pending < low && io.flags.remove(Flags::THROTTLING) {
             let feeder = self.st.feeder_of(id);
             self.set_backpressure(feeder, false);
         }
@@ -170,7 +167,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                 // response on its way: send FIN and read until its EOF.
                 io.arm(id, &mut self.st.wheel, until);
                 if let Some(token) = io.token() {
-                    if !std::mem::replace(&mut io.fin_sent, true) {
+                    if io.flags.insert(Flags::FIN_SENT) {
                         self.driver.shutdown_write(token);
                     }
                 }
@@ -201,7 +198,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         io.output.clear(pool);
         // Its output no longer holds its feeder back.
-        let throttled = std::mem::take(&mut io.throttling);
+        let throttled = io.flags.remove(Flags::THROTTLING);
         match io.token() {
             Some(token) => self.driver.close(token),
             // Never reached the driver: nothing to wait for.
@@ -268,10 +265,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(mut io) = self.st.ios.remove(id) else { return };
         self.st.links.remove(&id);
         self.st.wide_peers.remove(&id);
-        if io.parked {
+        if io.flags.contains(Flags::PARKED) {
             self.parked.remove(&id);
         }
-        if !io.outbound {
+        if !io.flags.contains(Flags::OUTBOUND) {
             self.accepted -= 1;
         }
         let pool = self.driver.pool_mut();
