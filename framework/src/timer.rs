@@ -100,6 +100,8 @@ impl Clock {
 
 /// Slots per rotation.
 const SLOTS: usize = 256;
+/// Entries a drained slot keeps room for (4 KiB; 1 MiB over all slots).
+const SLOT_KEEP: usize = 256;
 /// Width of one slot: timers fire at their deadline or up to one tick later.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
@@ -199,8 +201,11 @@ impl Wheel {
                     self.insert(deadline, id);
                 }
             }
-            // Give the (empty, allocated) vector back to reuse its capacity.
-            if self.slots[current].is_empty() {
+            // Give the (empty, allocated) vector back to reuse its capacity,
+            // unless a burst made it large: 10,000 connections armed in the
+            // same tick would otherwise leave 160 KiB in this slot for good.
+            // A slot that often holds more reallocates once per rotation.
+            if self.slots[current].is_empty() && slot.capacity() <= SLOT_KEEP {
                 self.slots[current] = slot;
             }
             if self.len == 0 {
@@ -307,6 +312,20 @@ mod tests {
         w.advance(ms(2_020), &mut out, all);
         assert_eq!(out.len(), 1);
         assert_eq!(w.next_due(), Some(ms(3_010)));
+    }
+
+    #[test]
+    fn a_drained_slot_keeps_a_small_allocation_not_a_burst() {
+        let mut w = Wheel::new(ms(0), Duration::from_millis(10));
+        for i in 0..1_000 {
+            w.insert(ms(15), ConnId::new(i, 1)); // all in slot 1
+        }
+        w.insert(ms(25), ConnId::new(0, 2)); // slot 2
+        let mut out = Vec::new();
+        w.advance(ms(40), &mut out, all);
+        assert_eq!(out.len(), 1_001);
+        assert_eq!(w.slots[1].capacity(), 0, "the burst's room is given back");
+        assert!(w.slots[2].capacity() > 0, "a small slot keeps its room");
     }
 
     #[test]

@@ -23,6 +23,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
                     io.wheel_at.get() == Some(deadline) && !matches!(io.phase, Phase::Closing(_))
                 })
             });
+            self.shrink.expired.note(expired.len());
             for (deadline, id) in expired.drain(..) {
                 self.on_deadline(id, deadline);
             }

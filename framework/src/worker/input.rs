@@ -183,6 +183,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     /// whose peer finished sending).
     pub(super) fn deliver_input(&mut self) {
         let mut data = std::mem::take(&mut self.data);
+        self.shrink.data.note(data.len());
         for id in data.drain(..) {
             let Some(io) = self.st.ios.get_mut(id) else { continue };
             io.flags.remove(Flags::HAS_DATA);

@@ -20,6 +20,7 @@ mod deadlines;
 mod input;
 mod messages;
 mod output;
+mod shrink;
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -39,10 +40,15 @@ use crate::slots::Slots;
 use crate::state::WorkerState;
 use crate::timer::{Clock, Ms, Wheel, TICK};
 use crate::{Config, WorkerId};
+use shrink::{Shrink, Watch};
 
 /// How long a closing connection waits for the peer's EOF after sending FIN
 /// (see [`Worker::on_drained_out`]).
 const LINGER: Duration = Duration::from_secs(2);
+
+/// The events a turn has room for without growing (and the least
+/// capacity `events` keeps).
+const EVENTS: usize = 1024;
 
 /// Runs a handler callback, catching a panic: `Err` carries the panic's
 /// message for the log.
@@ -91,6 +97,9 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     events: Vec<Event>,
     /// Connections with new input this turn.
     data: Vec<ConnId>,
+    /// The recent use of `events`, `data`, the state's `dirty` and
+    /// `expired`: a burst's capacity is given back once it has passed.
+    shrink: Watch,
     /// Unconsumed input moved off the pool (see [`Worker::park`]).
     parked: HashMap<ConnId, Box<[u8]>>,
     expired: Vec<(Ms, ConnId)>,
@@ -158,8 +167,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             stats,
             accepted: 0,
             listeners,
-            events: Vec::with_capacity(1024),
+            events: Vec::with_capacity(EVENTS),
             data: Vec::new(),
+            shrink: Watch {
+                events: Shrink::new(EVENTS),
+                data: Shrink::new(0),
+                dirty: Shrink::new(0),
+                expired: Shrink::new(0),
+            },
             parked: HashMap::new(),
             expired: Vec::new(),
             inbox: VecDeque::new(),
@@ -209,6 +224,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
             self.st.now = Instant::now();
             self.st.now_ms = self.st.clock.ms(self.st.now);
+            self.shrink.events.note(events.len());
             for event in events.drain(..) {
                 self.on_event(event);
             }
@@ -218,6 +234,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.report_connect_errors();
             self.flush();
             self.publish_stats();
+            self.end_turn(&mut events);
         };
         self.st.sender.mailbox(self.st.worker).stop();
         tracing::debug!("worker stopped");
@@ -236,6 +253,14 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Gives back per-turn list capacity a burst left (see `shrink.rs`).
+    fn end_turn(&mut self, events: &mut Vec<Event>) {
+        self.shrink.events.end_turn(events);
+        self.shrink.data.end_turn(&mut self.data);
+        self.shrink.dirty.end_turn(&mut self.st.dirty);
+        self.shrink.expired.end_turn(&mut self.expired);
     }
 
     fn on_event(&mut self, event: Event) {

@@ -22,6 +22,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             // A flush can call back into the handler (a failed connect),
             // which may list more connections: go round until none is.
             let mut dirty = std::mem::take(&mut self.st.dirty);
+            self.shrink.dirty.note(dirty.len());
             for id in dirty.drain(..) {
                 self.flush_one(id);
             }
