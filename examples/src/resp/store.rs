@@ -77,6 +77,10 @@ struct Shard {
 impl Shard {
     /// The live entry for `key`, deleting it first if it has expired.
     fn live(&mut self, key: &[u8], now: Instant) -> Option<&mut Entry> {
+        if self.volatile == 0 {
+            // Nothing here has a deadline: one lookup.
+            return self.map.get_mut(key);
+        }
         match self.map.get(key) {
             None => return None,
             Some(e) if e.is_expired(now) => {
@@ -95,6 +99,32 @@ impl Shard {
             self.volatile -= usize::from(old.expires.is_some());
         }
         old
+    }
+
+    /// Stores `value` under `key` with the deadline `expires`; returns the
+    /// entry replaced if `keep_old`. A key already present is updated where
+    /// it is (its key is not allocated again), and a value of the same
+    /// length is copied over the old one.
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        expires: Option<Instant>,
+        keep_old: bool,
+    ) -> Option<Entry> {
+        self.volatile += usize::from(expires.is_some());
+        let Some(e) = self.map.get_mut(key) else {
+            self.map.insert(key.into(), Entry { value: value.into(), expires });
+            return None;
+        };
+        self.volatile -= usize::from(e.expires.is_some());
+        let old_expires = std::mem::replace(&mut e.expires, expires);
+        if !keep_old && e.value.len() == value.len() {
+            e.value.copy_from_slice(value);
+            return None;
+        }
+        let old_value = std::mem::replace(&mut e.value, value.into());
+        keep_old.then_some(Entry { value: old_value, expires: old_expires })
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
@@ -279,7 +309,7 @@ impl Store {
             SetExpiry::Keep => current.and_then(|e| e.expires),
             SetExpiry::At(at) => Some(at),
         };
-        let old = shard.insert(key, Entry { value: value.into(), expires });
+        let old = shard.put(key, value, expires, want_old);
         SetOutcome { applied: true, old: old.filter(|_| want_old).map(|e| e.value) }
     }
 
@@ -288,7 +318,7 @@ impl Store {
     pub fn set_many<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) {
         let mut locked = self.lock_many(pairs.clone().map(|(k, _)| k));
         for (key, value) in pairs {
-            locked.shard(key).insert(key, Entry { value: value.into(), expires: None });
+            locked.shard(key).put(key, value, None, false);
         }
     }
 
@@ -486,6 +516,27 @@ mod tests {
         let again = set(b"2", SetCondition::IfAbsent);
         assert_eq!(again, SetOutcome { applied: false, old: Some(b"1"[..].into()) });
         assert_eq!(set(b"3", SetCondition::Always).old.as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn overwrites_in_place_keep_values_and_deadlines_right() {
+        let (store, t0) = (Store::with_shards(1), Instant::now());
+        let later = t0 + Duration::from_secs(10);
+        let set = |v: &[u8], e, old| store.set(b"k", v, SetCondition::Always, e, old, t0);
+        set(b"abc", SetExpiry::At(later), false);
+        // Same length, copied over: the value and the new (absent) deadline.
+        assert_eq!(set(b"xyz", SetExpiry::Persist, false).old, None);
+        assert_eq!(get(&store, b"k", t0).as_deref(), Some(&b"xyz"[..]));
+        assert_eq!(store.ttl(b"k", t0), Ttl::Persistent);
+        // No deadline left anywhere: the sweep has nothing to do, a read
+        // takes the one-lookup path and still finds the key.
+        assert_eq!(store.sweep(1, later), 0);
+        assert_eq!(get(&store, b"k", later).as_deref(), Some(&b"xyz"[..]));
+        // Another length, and the old value asked for.
+        assert_eq!(set(b"longer", SetExpiry::At(later), true).old.as_deref(), Some(&b"xyz"[..]));
+        assert_eq!(set(b"sixsix", SetExpiry::At(later), true).old.as_deref(), Some(&b"longer"[..]));
+        assert_eq!(get(&store, b"k", later), None, "expired at its new deadline");
+        assert_eq!(store.len(), 0);
     }
 
     #[test]
