@@ -65,8 +65,11 @@ impl Flags {
     pub(crate) const PAUSED_BY_HANDLER: Flags = Flags(1 << 9);
     /// What the driver was last told: set after `pause_recv`.
     pub(crate) const DRIVER_PAUSED: Flags = Flags(1 << 10);
+    /// `peer` is an IPv4 address that came IPv4-mapped (`::ffff:a.b.c.d`,
+    /// a dual-stack listener's IPv4 clients) and is reported that way.
+    pub(crate) const PEER_V4_MAPPED: Flags = Flags(1 << 11);
 
-    const NAMES: [(Flags, &'static str); 11] = [
+    const NAMES: [(Flags, &'static str); 12] = [
         (Flags::THROTTLING, "THROTTLING"),
         (Flags::HALF_CLOSE, "HALF_CLOSE"),
         (Flags::FIN_SENT, "FIN_SENT"),
@@ -78,6 +81,7 @@ impl Flags {
         (Flags::PARKED, "PARKED"),
         (Flags::PAUSED_BY_HANDLER, "PAUSED_BY_HANDLER"),
         (Flags::DRIVER_PAUSED, "DRIVER_PAUSED"),
+        (Flags::PEER_V4_MAPPED, "PEER_V4_MAPPED"),
     ];
 
     /// Whether `flag` is set.
@@ -126,8 +130,9 @@ pub(crate) struct ConnIo {
     /// the 8-byte-aligned `Token`), [`NO_TOKEN`] until an outbound connect
     /// is submitted. Read it through [`ConnIo::token`].
     token: [u32; 2],
-    /// The peer's address when it is IPv4 (8 bytes, on every connection);
-    /// an IPv6 peer's is kept beside the table
+    /// The peer's address when it is IPv4, or IPv4-mapped IPv6
+    /// ([`Flags::PEER_V4_MAPPED`]) (8 bytes, on every connection); another
+    /// IPv6 peer's is kept beside the table
     /// ([`WorkerState::peer`](crate::state::WorkerState::peer)).
     pub(crate) peer: Option<SocketAddrV4>,
     /// Received, not yet consumed by the handler.

@@ -9,7 +9,7 @@
 //! returned (see `worker/output.rs`), once per connection per turn.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,22 +89,40 @@ pub(crate) fn is_writable(io: &ConnIo) -> bool {
 impl<M: Send + 'static> WorkerState<M> {
     /// Records the peer of connection `id`.
     pub(crate) fn set_peer(&mut self, id: ConnId, addr: SocketAddr) {
-        match addr {
-            SocketAddr::V4(v4) => {
-                if let Some(io) = self.ios.get_mut(id) {
-                    io.peer = Some(v4);
+        let (v4, mapped) = match addr {
+            SocketAddr::V4(v4) => (v4, false),
+            // A dual-stack listener's IPv4 client: kept inline too.
+            SocketAddr::V6(v6) if v6.flowinfo() == 0 && v6.scope_id() == 0 => {
+                match v6.ip().to_ipv4_mapped() {
+                    Some(ip) => (SocketAddrV4::new(ip, v6.port()), true),
+                    None => {
+                        self.wide_peers.insert(id, v6);
+                        return;
+                    }
                 }
             }
             SocketAddr::V6(v6) => {
                 self.wide_peers.insert(id, v6);
+                return;
             }
+        };
+        if let Some(io) = self.ios.get_mut(id) {
+            io.peer = Some(v4);
+            io.flags.set(Flags::PEER_V4_MAPPED, mapped);
         }
     }
 
     /// The peer of connection `id`, if known.
     pub(crate) fn peer(&self, id: ConnId) -> Option<SocketAddr> {
-        let v4 = self.ios.get(id)?.peer.map(SocketAddr::V4);
-        v4.or_else(|| self.wide_peers.get(&id).copied().map(SocketAddr::V6))
+        let io = self.ios.get(id)?;
+        match io.peer {
+            Some(v4) if io.flags.contains(Flags::PEER_V4_MAPPED) => {
+                let ip = v4.ip().to_ipv6_mapped();
+                Some(SocketAddr::V6(SocketAddrV6::new(ip, v4.port(), 0, 0)))
+            }
+            Some(v4) => Some(SocketAddr::V4(v4)),
+            None => self.wide_peers.get(&id).copied().map(SocketAddr::V6),
+        }
     }
 
     /// The peer of connection `id`, or the unspecified address (for error

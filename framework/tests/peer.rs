@@ -55,4 +55,23 @@ fn peers_are_named_over_ipv4_and_ipv6(backend: Backend) {
     }
 }
 
-on_both_backends!(peers_are_named_over_ipv4_and_ipv6);
+/// An IPv6 listener on the IPv4-mapped loopback address: its clients come
+/// as `::ffff:127.0.0.1` (kept inline, as IPv4) and are reported so.
+fn ipv4_mapped_peers_are_reported_mapped(backend: Backend) {
+    let server = match Server::bind("[::ffff:127.0.0.1]:0", config(backend).build().unwrap()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("!!!!!!!! no IPv4-mapped IPv6 listener here ({e}): SKIPPED");
+            return;
+        }
+    };
+    let mapped = server.serve(|_| Peer).unwrap();
+    let port = mapped.local_addr().port();
+    let mut c = connect(([127, 0, 0, 1], port).into());
+    let local = c.local_addr().unwrap();
+    let SocketAddr::V4(v4) = local else { panic!("an IPv4 client: {local}") };
+    let want: SocketAddr = (v4.ip().to_ipv6_mapped(), v4.port()).into();
+    assert_eq!(read_line(&mut c), format!("{:?}\n", Some(want)));
+}
+
+on_both_backends!(peers_are_named_over_ipv4_and_ipv6, ipv4_mapped_peers_are_reported_mapped);

@@ -309,7 +309,8 @@ impl Chain {
         // chain); `alloc` hands out free buffers only; a view's parent stays
         // allocated while the view lives; and `Pool` is unsized, so it cannot
         // be swapped or dropped through the `&mut`. The kernel writes only
-        // into buffers lent to it, which no chain links.
+        // into buffers lent to it, which no chain links, and into a lent
+        // parent past the end of every view of it a chain links.
         let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
         f(bytes, pool)
     }

@@ -126,6 +126,13 @@ impl Parser {
     fn parse_later_version(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
         let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
         let Some(nl) = input[start..].iter().position(|&b| b == b'\n') else {
+            // The line has not ended: wait for it if what there is of the
+            // version could still be one (`HTTP/1.2` before its CRLF).
+            let line = &input[start..];
+            let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+            if could_be_version(version) && input.len() <= self.limits.max_head {
+                return Ok(None);
+            }
             return Err(Error::Malformed("invalid HTTP version"));
         };
         let line = &input[start..start + nl];
@@ -169,6 +176,21 @@ impl Parser {
             spans: &self.spans,
         }
     }
+}
+
+/// Whether `v` is a prefix of `HTTP/<digit>.<digit>` (a `\r` may follow).
+fn could_be_version(v: &[u8]) -> bool {
+    let v = v.strip_suffix(b"\r").unwrap_or(v);
+    v.len() <= 8
+        && v.iter().zip(b"HTTP/0.0").all(
+            |(&b, &want)| {
+                if want == b'0' {
+                    b.is_ascii_digit()
+                } else {
+                    b == want
+                }
+            },
+        )
 }
 
 /// Where `part`, a slice of `whole`, lies in it.

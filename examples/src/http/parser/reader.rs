@@ -126,6 +126,11 @@ impl RequestReader {
         s: &'r mut S,
     ) -> Result<Progress<'r>, Error> {
         if !self.scanning {
+            if s.is_empty() {
+                // Nothing of the next head yet: it gets the fast path when
+                // it comes.
+                return Ok(Progress::NeedMore);
+            }
             if let Some(n) = parser.parse_prefix(s.first())? {
                 let req = parser.request(&s.first()[..n]);
                 self.state = ReadState::Body { head_len: n, body: req.body };
@@ -242,6 +247,36 @@ mod tests {
         assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::BodyDone)));
         assert_eq!(input, b"rest");
         assert!(!reader.in_message());
+    }
+
+    #[test]
+    fn a_keep_alive_request_after_the_first_is_parsed_in_place() {
+        let (mut parser, mut reader) = (Parser::default(), RequestReader::default());
+        let one: &[u8] = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut input = one;
+        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::Head(_))));
+        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::BodyDone)));
+        // The server asks again with the input empty: nothing to scan yet.
+        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::NeedMore)));
+        assert!(!reader.scanning, "an empty input must not send the next head to the scanner");
+        let mut input: &[u8] = b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+        match reader.advance(&mut parser, &mut input, |_| {}) {
+            Ok(Progress::Head(req)) => assert_eq!(req.target, "/2"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_version_cut_before_its_line_end_waits_for_it() {
+        let limits = Limits::default();
+        let later: [&[u8]; 2] = [b"GET / HTTP/1.2", b"\r\nHost: a\r\n\r\n"];
+        let (reqs, err) = read_all(&later, 1024, limits);
+        assert_eq!(err, None);
+        assert_eq!(reqs.len(), 1, "HTTP/1.2 is served as 1.1 however it arrives");
+        let two: [&[u8]; 2] = [b"GET / HTTP/2", b".0\r\n\r\n"];
+        assert_eq!(read_all(&two, 1024, limits).1, Some(Error::UnsupportedVersion));
+        let bad: [&[u8]; 2] = [b"GET / XTTP/1", b".1\r\n\r\n"];
+        assert_eq!(read_all(&bad, 1024, limits).1.map(|e| e.status()), Some(400));
     }
 
     proptest! {
