@@ -290,19 +290,23 @@ const ENTER_EXT_ARG: u32 = 1 << 3;
 
 /// `io_uring_enter(2)`: submits `to_submit` SQEs and waits for
 /// `min_complete` completions, at most `timeout` when one is given.
-/// `flags` are `IORING_ENTER_*` bits; `EXT_ARG` is added for a timeout.
+/// `flags` are `IORING_ENTER_*` bits; `EXT_ARG` is added for a timeout or a
+/// `min_wait_usec`: once that many microseconds have passed, the wait ends
+/// as soon as one completion is there (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.13;
+/// without a `timeout` the kernel ends it then even with none).
 pub(crate) fn io_uring_enter(
     fd: RawFd,
     to_submit: u32,
     min_complete: u32,
     flags: u32,
     timeout: Option<&KernelTimespec>,
+    min_wait_usec: u32,
 ) -> io::Result<usize> {
-    let arg = timeout.map(|ts| GetEventsArg {
+    let arg = (timeout.is_some() || min_wait_usec > 0).then(|| GetEventsArg {
         sigmask: 0,
         sigmask_sz: 0,
-        min_wait_usec: 0,
-        ts: ts as *const KernelTimespec as u64,
+        min_wait_usec,
+        ts: timeout.map_or(0, |ts| ts as *const KernelTimespec as u64),
     });
     let (flags, arg_ptr, arg_len) = match &arg {
         Some(arg) => {
@@ -310,8 +314,9 @@ pub(crate) fn io_uring_enter(
         }
         None => (flags, std::ptr::null(), 0),
     };
-    // SAFETY: `arg` (and the timespec it points at) outlive the call; without
-    // EXT_ARG the argument is null with length 0 (no signal mask). The SQEs
+    // SAFETY: `arg` and the timespec it points at (or null: no timeout)
+    // outlive the call; without EXT_ARG the argument is null with length 0
+    // (no signal mask). The SQEs
     // submitted were queued under the driver's own memory contract.
     let n = cvt(unsafe {
         libc::syscall(

@@ -50,7 +50,9 @@
 //! * **Turn**: prepare (refill the buffer ring, submit cancels, re-arm,
 //!   flush sends: SQEs only), one `io_uring_enter` that submits and waits
 //!   (every enter goes through `io_enter`, by the registered ring index with
-//!   [`UringConfig::register_ring_fd`]),
+//!   [`UringConfig::register_ring_fd`]; with [`UringConfig::min_wait`] it
+//!   waits for up to [`UringConfig::wait_batch`] completions, but at most
+//!   `min_wait` once one is there),
 //!   then reap every completion. With `IORING_FEAT_NODROP`, completions that
 //!   did not fit the CQ wait in the kernel; the CQ-overflow flag makes us
 //!   flush them and reap again, so none is lost. A full SQ is submitted to
@@ -92,6 +94,7 @@ use crate::sys;
 use bufring::BufRing;
 use complete::Cqe;
 use conn::{user_data, Conn, InFlight, Listener, Op, SendMsgState, SendState, ShutdownState};
+use enter::{Batch, Wait};
 pub use probe::{probe, UringError, NO_URING_ENV};
 use sendring::SendRings;
 
@@ -145,6 +148,18 @@ pub struct UringConfig {
     /// Pause of a listener after an accept error that concerns it
     /// (`EMFILE`, `EINVAL`, …: see [`accept`](crate::accept)).
     pub accept_backoff: Duration,
+    /// Completions a waiting turn asks for before it wakes
+    /// (`io_uring_enter`'s `min_complete`), when [`min_wait`](Self::min_wait)
+    /// is set; 1: wake at the first completion. At most `cq_entries`.
+    pub wait_batch: u32,
+    /// How long a waiting turn may wait for [`wait_batch`](Self::wait_batch)
+    /// completions (counted from the start of the wait) once a first one is
+    /// there (`min_wait_usec`, `IORING_FEAT_MIN_TIMEOUT`, Linux 6.13; whole
+    /// microseconds). Fewer `io_uring_enter`s per request at depth 1, for at
+    /// most this much added latency per turn; at low concurrency (a few
+    /// connections) it costs throughput (see docs/backends.md). A kernel
+    /// without it gets a warning and waits for one completion. `None`: off.
+    pub min_wait: Option<Duration>,
 }
 
 /// How the kernel runs the work that posts completions.
@@ -192,6 +207,8 @@ impl Default for UringConfig {
             recv_reserve: 64,
             taskrun: TaskRun::Deferred,
             accept_backoff: crate::accept::DEFAULT_BACKOFF,
+            wait_batch: 8,
+            min_wait: None,
         }
     }
 }
@@ -276,6 +293,8 @@ pub struct Uring {
     /// registered index together with `ENTER_REGISTERED_RING` in `enter_flags`.
     enter_fd: RawFd,
     enter_flags: u32,
+    /// How a waiting turn batches completions (`None`: wakes at the first).
+    batch: Option<Batch>,
     recv_reserve: usize,
     sqpoll: bool,
     stats: DriverStats,
@@ -352,6 +371,7 @@ impl Uring {
         } else {
             (ring.as_raw_fd(), 0)
         };
+        let batch = wait_batching(&ring, config);
         let cq_entries = ring.params().cq_entries() as usize;
         let mut uring = Uring {
             ring,
@@ -377,6 +397,7 @@ impl Uring {
             send_rings: send_bundle.then(|| SendRings::new(config.send_bundle_rings)),
             enter_fd,
             enter_flags,
+            batch,
             recv_reserve: config.recv_reserve,
             sqpoll,
             stats: DriverStats::default(),
@@ -417,6 +438,13 @@ impl Uring {
         self.enter_flags & sys::ENTER_REGISTERED_RING != 0
     }
 
+    /// The [`UringConfig::min_wait`] in effect: `None` when off, when
+    /// [`UringConfig::wait_batch`] is 1, or when the kernel lacks
+    /// `IORING_FEAT_MIN_TIMEOUT`.
+    pub fn min_wait(&self) -> Option<Duration> {
+        self.batch.map(|b| Duration::from_micros(u64::from(b.min_wait_usec)))
+    }
+
     /// Whether send rings are reused after a full send: true unless a check
     /// of the kernel's ring head disagreed (see `uring/sendring.rs`).
     pub fn send_rings_reused(&self) -> bool {
@@ -432,6 +460,13 @@ impl Uring {
     /// supported).
     pub fn recv_incremental(&self) -> bool {
         self.bufring.incremental()
+    }
+
+    /// Operations of connections in flight (receives, sends, connects, …):
+    /// the completions a turn can expect, at one per operation.
+    fn conn_ops(&self) -> u32 {
+        let listeners: u32 = self.listeners.iter().map(|(_, l)| l.ops.get()).sum();
+        self.ops.get().saturating_sub(listeners + u32::from(self.wake_armed))
     }
 
     /// The connection behind `token`, unless stale or closing.
@@ -559,6 +594,27 @@ fn incremental_usable(ring: &IoUring) -> bool {
         "incremental buffer consumption requested but not used: {why_not}; one buffer per receive"
     );
     false
+}
+
+/// The completion batching `config` asks for, if `ring`'s kernel has
+/// `IORING_FEAT_MIN_TIMEOUT` (else a warning, and none).
+fn wait_batching(ring: &IoUring, config: &UringConfig) -> Option<Batch> {
+    let min_wait_usec = config.min_wait.map_or(0, |d| d.as_micros().min(u32::MAX.into()) as u32);
+    if min_wait_usec == 0 || config.wait_batch <= 1 {
+        return None;
+    }
+    if !ring.params().is_feature_min_timeout() {
+        // Once per process, not once per worker.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "min_wait is set but the kernel lacks IORING_FEAT_MIN_TIMEOUT (Linux 6.13); \
+                 each wait ends at the first completion"
+            );
+        });
+        return None;
+    }
+    Some(Batch { completions: config.wait_batch, min_wait_usec })
 }
 
 /// A `Duration` as the kernel's timespec.
@@ -702,12 +758,13 @@ impl Driver for Uring {
         self.reclaim();
         // 1. Refill the buffer ring, cancel, re-arm, flush sends: SQEs only.
         self.prepare()?;
-        // 2. One enter: submit everything, wait unless there is news already.
+        // 2. One enter: submit everything, wait unless there is news already
+        //    (for a batch of completions, if asked: see `enter::Wait`).
         let news = !self.finished.is_empty()
             || !self.cqes.is_empty()
             || !self.ring.completion().is_empty()
             || timeout == Some(Duration::ZERO);
-        self.enter(u32::from(!news), timeout)?;
+        self.enter_wait(Wait::for_turn(news, timeout, self.batch, self.conn_ops()))?;
         // 3. Reap every completion (overflow included), then due `Closed`s.
         self.reap(out)?;
         self.finish_closes(out);

@@ -157,7 +157,9 @@ pub(super) fn check_config(config: &UringConfig) -> Result<(), UringError> {
 
 impl UringConfig {
     /// Checks the values, whatever the machine: a size no kernel accepts,
-    /// or a zero `accept_backoff` (a broken listener would spin the worker).
+    /// a zero `accept_backoff` (a broken listener would spin the worker),
+    /// a `wait_batch` of zero or above `cq_entries`, a `min_wait` that does
+    /// not fit the kernel's 32-bit microseconds.
     ///
     /// # Errors
     /// What is wrong, as a sentence.
@@ -173,6 +175,12 @@ impl UringConfig {
         }
         if !self.buf_ring_entries.is_power_of_two() || self.buf_ring_entries > 32768 {
             return Err("buf_ring_entries must be a power of two of at most 32768");
+        }
+        if self.wait_batch == 0 || self.wait_batch > self.cq_entries {
+            return Err("wait_batch must be at least 1 and at most cq_entries");
+        }
+        if self.min_wait.is_some_and(|d| d.as_micros() > u128::from(u32::MAX)) {
+            return Err("min_wait must be below 4295 seconds (whole microseconds in 32 bits)");
         }
         Ok(())
     }
