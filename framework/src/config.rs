@@ -203,8 +203,9 @@ impl Config {
     /// `POLLRING_URING_RECV_BUNDLE` (0|1), `POLLRING_URING_RECV_INC` (0|1),
     /// `POLLRING_URING_SEND_BUNDLE` (0|1), `POLLRING_URING_REGISTER_RING_FD` (0|1),
     /// `POLLRING_URING_TASKRUN`
-    /// (deferred|coop|plain) and `POLLRING_URING_SEND_ZC` (bytes from which
-    /// sends go zero-copy; 0: off).
+    /// (deferred|coop|plain), `POLLRING_URING_SEND_ZC` (bytes from which
+    /// sends go zero-copy; 0: off), `POLLRING_URING_WAIT_BATCH` and
+    /// `POLLRING_URING_MIN_WAIT_US` (0: off).
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable that does not parse, or a
@@ -364,6 +365,12 @@ impl ConfigBuilder {
         if let Some(bytes) = env_var::<usize>("POLLRING_URING_SEND_ZC")? {
             uring.send_zc_threshold = (bytes > 0).then_some(bytes);
         }
+        if let Some(v) = env_var("POLLRING_URING_WAIT_BATCH")? {
+            uring.wait_batch = v;
+        }
+        if let Some(us) = env_var::<u64>("POLLRING_URING_MIN_WAIT_US")? {
+            uring.min_wait = (us > 0).then(|| Duration::from_micros(us));
+        }
         let mut epoll = b.config.epoll.clone();
         if let Some(v) = env_var("POLLRING_EPOLL_RECV_BUDGET")? {
             epoll.recv_budget = v;
@@ -460,6 +467,8 @@ fn accepted(name: &str) -> &'static str {
         "POLLRING_WORKERS" => "a whole number of threads (0: one per CPU)",
         "POLLRING_BACKLOG" => "a positive whole number",
         "POLLRING_URING_SEND_ZC" => "a whole number of bytes (0: off)",
+        "POLLRING_URING_MIN_WAIT_US" => "a whole number of microseconds (0: off)",
+        "POLLRING_URING_WAIT_BATCH" => "a whole number of completions (at least 1)",
         "POLLRING_MAX_INPUT" => "a whole number of bytes (0: half the pool)",
         "POLLRING_PIN_CPUS"
         | "POLLRING_URING_RECV_BUNDLE"
