@@ -126,12 +126,13 @@ impl RequestReader {
         s: &'r mut S,
     ) -> Result<Progress<'r>, Error> {
         if !self.scanning {
-            if s.is_empty() {
+            let first = s.first();
+            if first.is_empty() {
                 // Nothing of the next head yet: it gets the fast path when
                 // it comes.
                 return Ok(Progress::NeedMore);
             }
-            if let Some(n) = parser.parse_prefix(s.first())? {
+            if let Some(n) = parser.parse_prefix(first)? {
                 let req = parser.request(&s.first()[..n]);
                 self.state = ReadState::Body { head_len: n, body: req.body };
                 return Ok(Progress::Head(req));
