@@ -109,28 +109,22 @@ impl Http {
             match step {
                 Ok(Progress::Head(req)) => {
                     let pending = route(&req);
-                    let expect_continue = req.expect_continue && req.body != BodyKind::None;
-                    conn.current = Some(pending);
-                    if expect_continue {
-                        cx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    if req.body != BodyKind::None {
+                        // Answered once the body is in.
+                        let expect_continue = req.expect_continue;
+                        conn.current = Some(pending);
+                        if expect_continue {
+                            cx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        }
+                        continue;
+                    }
+                    if !self.answer(conn, cx, pending) {
+                        return;
                     }
                 }
                 Ok(Progress::BodyDone) => {
-                    let Some(mut pending) = conn.current.take() else { continue };
-                    if let Route::Sleep { ms } = pending.route {
-                        if start_sleep(cx, ms) {
-                            conn.sleeping = Some(pending);
-                            return;
-                        }
-                        pending.route = Route::Unavailable;
-                    }
-                    respond(cx, self.date.as_bytes(), &self.canned, pending, &conn.body);
-                    conn.body.clear();
-                    if conn.body.capacity() > KEEP_BODY_CAPACITY {
-                        conn.body = Vec::new();
-                    }
-                    if !pending.keep_alive {
-                        cx.close();
+                    let Some(pending) = conn.current.take() else { continue };
+                    if !self.answer(conn, cx, pending) {
                         return;
                     }
                 }
@@ -143,6 +137,29 @@ impl Http {
                 }
             }
         }
+    }
+
+    /// Answers a complete request (its body in `conn.body`); `false` when
+    /// nothing more is to be read now (a sleep is pending, or the
+    /// connection closes).
+    fn answer(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>, mut pending: Pending) -> bool {
+        if let Route::Sleep { ms } = pending.route {
+            if start_sleep(cx, ms) {
+                conn.sleeping = Some(pending);
+                return false;
+            }
+            pending.route = Route::Unavailable;
+        }
+        respond(cx, self.date.as_bytes(), &self.canned, pending, &conn.body);
+        conn.body.clear();
+        if conn.body.capacity() > KEEP_BODY_CAPACITY {
+            conn.body = Vec::new();
+        }
+        if !pending.keep_alive {
+            cx.close();
+            return false;
+        }
+        true
     }
 }
 

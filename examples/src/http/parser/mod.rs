@@ -16,8 +16,8 @@
 //! * [`chunked`]: [`ChunkedDecoder`] decodes a chunked body incrementally
 //!   (chunk extensions and trailer fields are accepted and skipped).
 //! * [`reader`]: [`RequestReader`] ties them together over a [`Source`] and
-//!   yields [`Progress::Head`] then [`Progress::BodyDone`] for every
-//!   request, in order, or [`Progress::NeedMore`].
+//!   yields [`Progress::Head`] for every request, in order, then
+//!   [`Progress::BodyDone`] if it has a body, or [`Progress::NeedMore`].
 //!
 //! A head that lies in the input's first buffer, the common case, is parsed
 //! there, in place, in one pass; one that spans buffers (or arrives in

@@ -18,8 +18,9 @@ enum ReadState {
 /// What [`RequestReader::advance`] found.
 #[derive(Debug)]
 pub enum Progress<'a> {
-    /// A request head. Its body (possibly empty) follows: keep calling
-    /// `advance` until [`Progress::BodyDone`].
+    /// A request head. If its [`Request::body`] is [`BodyKind::None`] the
+    /// request is complete (its head is consumed by the next call);
+    /// otherwise keep calling `advance` until [`Progress::BodyDone`].
     Head(Request<'a>),
     /// The body of the last head has been passed to the sink and consumed.
     BodyDone,
@@ -32,9 +33,11 @@ pub enum Progress<'a> {
 /// [`ChunkedDecoder`].
 ///
 /// Each request yields [`Progress::Head`] (borrowing the input, which stays
-/// unconsumed until the next call) and then [`Progress::BodyDone`], with the
-/// body passed to the sink on the way. Body bytes are consumed as they are
-/// read, so a large upload does not pile up in the input.
+/// unconsumed until the next call) and, if it has a body, then
+/// [`Progress::BodyDone`], with the body passed to the sink on the way.
+/// Body bytes are consumed as they are read, so a large upload does not
+/// pile up in the input. A request without a body (most of them) is one
+/// step: the next call consumes its head and goes on to the next.
 #[derive(Debug, Clone)]
 pub struct RequestReader {
     scanner: HeadScanner,
@@ -75,15 +78,13 @@ impl RequestReader {
                 ReadState::Body { head_len, body } => {
                     s.consume(*head_len);
                     self.state = match *body {
+                        // Complete at its head: on to the next.
                         BodyKind::None => ReadState::Head,
                         BodyKind::Length(n) => ReadState::Length(n),
                         BodyKind::Chunked => {
                             ReadState::Chunked(ChunkedDecoder::new(parser.limits()))
                         }
                     };
-                    if matches!(self.state, ReadState::Head) {
-                        return Ok(Progress::BodyDone);
-                    }
                 }
                 ReadState::Length(left) => {
                     while *left > 0 {
@@ -245,7 +246,10 @@ mod tests {
             Progress::Head(req) => assert_eq!(req.target.as_ptr(), start.wrapping_add(4)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::BodyDone)));
+        assert!(reader.in_message(), "the head stays in the input until the next call");
+        // A bodiless request is complete at its head: the next call consumes
+        // it and waits for the rest of the next one.
+        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::NeedMore)));
         assert_eq!(input, b"rest");
         assert!(!reader.in_message());
     }
@@ -256,8 +260,8 @@ mod tests {
         let one: &[u8] = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n";
         let mut input = one;
         assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::Head(_))));
-        assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::BodyDone)));
-        // The server asks again with the input empty: nothing to scan yet.
+        // The server asks again: the head is consumed and the input is
+        // empty, nothing to scan yet.
         assert!(matches!(reader.advance(&mut parser, &mut input, |_| {}), Ok(Progress::NeedMore)));
         assert!(!reader.scanning, "an empty input must not send the next head to the scanner");
         let mut input: &[u8] = b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use proptest::prelude::*;
 
-use super::{Error, Limits, Parser, Progress, RequestReader, Source, Version};
+use super::{BodyKind, Error, Limits, Parser, Progress, RequestReader, Source, Version};
 
 /// A chain of fixed-size buffers, as the framework's input is.
 pub(super) struct TestChain {
@@ -108,14 +108,19 @@ pub(super) fn read_all(
         loop {
             match reader.advance(&mut parser, &mut chain, |d| body.extend_from_slice(d)) {
                 Ok(Progress::Head(req)) => {
-                    current = Some(Owned {
+                    let owned = Owned {
                         method: req.method.into(),
                         target: req.target.into(),
                         version: req.version,
                         keep_alive: req.keep_alive,
                         headers: req.headers().map(|h| (h.name.into(), h.value.into())).collect(),
                         body: Vec::new(),
-                    })
+                    };
+                    // Without a body the request is complete at its head.
+                    match req.body {
+                        BodyKind::None => out.push(owned),
+                        _ => current = Some(owned),
+                    }
                 }
                 Ok(Progress::BodyDone) => {
                     let mut req = current.take().expect("BodyDone after Head");
