@@ -31,55 +31,11 @@ pub mod http;
 pub mod proxy;
 pub mod resp;
 
-use std::net::SocketAddr;
+use pollring::Config;
 
-use pollring::{Backend, Config};
-
-/// Command-line flags every example server takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
-    /// I/O backend: epoll, uring or auto.
-    #[arg(long, value_parser = parse_backend)]
-    pub backend: Option<Backend>,
-    /// Worker threads (default: one per CPU).
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Pin each worker to its own CPU.
-    #[arg(long)]
-    pub pin: bool,
-    /// Address to listen on.
-    #[arg(long)]
-    pub addr: Option<SocketAddr>,
-}
-
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse().map_err(|e: pollring::ParseBackendError| e.to_string())
-}
-
-impl ServerArgs {
-    /// The config: defaults, then `POLLRING_*` variables, then these flags.
-    ///
-    /// # Errors
-    /// A variable or flag that does not parse or validate.
-    pub fn config(&self) -> pollring::Result<Config> {
-        let mut b = pollring::ConfigBuilder::from_env()?;
-        if let Some(backend) = self.backend {
-            b = b.backend(backend);
-        }
-        if let Some(workers) = self.workers {
-            b = b.workers(workers);
-        }
-        if self.pin {
-            b = b.pin_cpus(true);
-        }
-        b.build()
-    }
-
-    /// The address to listen on, or `default`.
-    pub fn addr_or(&self, default: &str) -> SocketAddr {
-        self.addr.unwrap_or_else(|| default.parse().expect("valid default address"))
-    }
-}
+/// Command-line flags every example server takes: the framework's own
+/// ([`pollring::cli::ServerArgs`], feature `cli`).
+pub use pollring::cli::ServerArgs;
 
 /// The `main` of an example server: logs to stderr, builds the config from
 /// `POLLRING_*` and `args`, binds (`default_addr` unless `--addr`), prints
@@ -113,10 +69,8 @@ where
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): the
+/// framework's [`pollring::log::init`].
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    pollring::log::init();
 }

@@ -25,6 +25,7 @@
 //! }
 //!
 //! fn main() -> Result<(), pollring::Error> {
+//!     pollring::log::init(); // warnings to stderr, RUST_LOG honoured
 //!     let server = Server::bind("127.0.0.1:7000", Config::from_env()?)?;
 //!     server.run(|_worker| LineLen) // until SIGINT/SIGTERM
 //! }
@@ -32,16 +33,26 @@
 //!
 //! Read on: [`Handler`] (the callbacks), [`Cx`] (reading and writing),
 //! [`Config`] (every knob), and `docs/architecture.md` in the repository.
+//!
+//! # Features
+//! * `log` (default): [`log::init`], a `tracing` subscriber in one call.
+//! * `cli`: `cli::ServerArgs`, the `--backend/--workers/--pin/--addr`
+//!   flags to flatten into a binary's own `clap` parser.
+//! * `test-util`: `testing`, helpers for a server's integration tests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 mod conn;
 mod cx;
 mod error;
 mod handler;
 mod lifecycle;
+#[cfg(feature = "log")]
+pub mod log;
 mod mailbox;
 mod offload;
 mod server;
