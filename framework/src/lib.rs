@@ -54,6 +54,7 @@ mod lifecycle;
 #[cfg(feature = "log")]
 pub mod log;
 mod mailbox;
+mod metrics;
 mod offload;
 mod server;
 mod slots;
@@ -72,6 +73,7 @@ pub use cx::{ConnAddr, ConnId, ConnMut, ConnectError, Cx, Gone, Input, WorkerCx}
 pub use error::{Error, Result, UringError};
 pub use handler::{CloseReason, Handler};
 pub use mailbox::{SendError, Sender};
+pub use metrics::{WorkerMetrics, CLOSE_REASONS};
 pub use offload::OffloadError;
 pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
 pub use source::Source;

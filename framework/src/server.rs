@@ -19,7 +19,7 @@ use crate::worker::{Worker, WorkerParts};
 use crate::{Backend, Config};
 
 /// Identifies a worker thread: `0..config.workers`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(pub usize);
 
 /// State shared by the handle and the workers.
@@ -36,6 +36,8 @@ pub(crate) struct WorkerStats {
     pub(crate) turns: AtomicU64,
     pub(crate) pool_in_use: AtomicUsize,
     pub(crate) buffered_peak: AtomicUsize,
+    /// The worker's [`WorkerMetrics`](crate::WorkerMetrics).
+    pub(crate) metrics: crate::metrics::Published,
 }
 
 /// A snapshot of a running server's counters, summed over workers.
@@ -380,6 +382,13 @@ impl ServerHandle {
             s.buffered_peak = s.buffered_peak.max(w.stats.buffered_peak.load(Ordering::Relaxed));
         }
         s
+    }
+
+    /// Each worker's counters, as it last published them (once per turn):
+    /// connections, accepts and closes by reason, bytes, system calls,
+    /// turns and events, buffers.
+    pub fn metrics(&self) -> Vec<crate::WorkerMetrics> {
+        self.workers.iter().enumerate().map(|(i, w)| w.stats.metrics.load(WorkerId(i))).collect()
     }
 
     /// Installs SIGINT/SIGTERM handlers: the first signal begins a graceful

@@ -38,6 +38,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             }
         };
         self.accepted += 1;
+        self.counters.accepted += 1;
         let id = self.st.ios.insert(ConnIo::new(Phase::Open, self.st.now_ms));
         if let Some(peer) = peer {
             self.st.set_peer(id, peer);
@@ -104,6 +105,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     pub(super) fn on_accept_error(&mut self, error: std::io::Error) {
+        self.counters.accept_errors += 1;
         // The driver retries every few milliseconds while the shortage
         // lasts: warn at most once a second.
         let now = self.st.now;
@@ -117,6 +119,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     pub(super) fn on_recv(&mut self, token: Token, buf: Buf) {
+        self.counters.bytes_received += self.driver.pool().data(&buf).len() as u64;
         let Some(id) = self.id_of(token) else {
             self.driver.pool_mut().free(buf);
             return;

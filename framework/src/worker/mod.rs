@@ -87,6 +87,8 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     config: Config,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
+    /// What this worker counts on its data path (published per turn).
+    counters: crate::metrics::Counters,
     /// Unconsumed input one connection may hold before it is closed.
     max_input: usize,
     /// Accepted connections allowed on this worker.
@@ -165,6 +167,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             config,
             shared,
             stats,
+            counters: Default::default(),
             accepted: 0,
             listeners,
             events: Vec::with_capacity(EVENTS),
@@ -225,6 +228,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             self.st.now = Instant::now();
             self.st.now_ms = self.st.clock.ms(self.st.now);
             self.shrink.events.note(events.len());
+            self.counters.events += events.len() as u64;
             for event in events.drain(..) {
                 self.on_event(event);
             }
@@ -346,6 +350,22 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         s.syscalls.store(d.syscalls, Ordering::Relaxed);
         s.turns.store(d.turns, Ordering::Relaxed);
         s.pool_in_use.store(self.driver.pool().in_use(), Ordering::Relaxed);
+        let c = &self.counters;
+        s.metrics.store(&crate::WorkerMetrics {
+            worker: self.st.worker,
+            connections: self.st.ios.len() as u64,
+            accepted: c.accepted,
+            closed: c.closed,
+            accept_errors: c.accept_errors,
+            bytes_received: c.bytes_received,
+            bytes_sent: c.bytes_sent,
+            syscalls: d.syscalls,
+            turns: d.turns,
+            events: c.events,
+            buffers_in_use: self.driver.pool().in_use() as u64,
+            buffers_free: self.driver.pool().available() as u64,
+            parked: self.parked.len() as u64,
+        });
         // Only this worker writes its counters: a plain store, and only when
         // the peak grew (no locked instruction per turn).
         if self.buffered_peak > s.buffered_peak.load(Ordering::Relaxed) {

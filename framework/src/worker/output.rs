@@ -124,6 +124,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
     }
 
     pub(super) fn on_sent(&mut self, token: Token, bytes: usize) {
+        self.counters.bytes_sent += bytes as u64;
         let Some(id) = self.id_of(token) else { return };
         let (now, low) = (self.st.now_ms, self.config.low_water);
         let Some(io) = self.st.ios.get_mut(id) else { return };
@@ -256,6 +257,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         let Some(io) = self.st.ios.get_mut(id) else { return };
         let reason = io.phase.reason().unwrap_or(CloseReason::Local);
         tracing::trace!(id = %id, ?reason, "connection closed");
+        self.counters.closed(&reason);
         if let Some(conn) = self.conns.get_mut(id.index()).and_then(Option::take) {
             let mut cx = Cx { pool: self.driver.pool_mut(), st: &mut self.st, me: id };
             let handler = &mut self.handler;
