@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use crate::{Backend, Config, ConfigBuilder, Result};
 
-/// `--backend`, `--workers`, `--pin` and `--addr`, on top of the
+/// `--backend`, `--workers`, `--pin`, `--addr` and `--metrics`, on top of the
 /// `POLLRING_*` environment variables ([`Config::from_env`]): flags win.
 ///
 /// # Examples
@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
+    /// Serve `GET /metrics` (Prometheus text format) at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
@@ -71,6 +74,9 @@ impl ServerArgs {
         }
         if self.pin {
             b = b.pin_cpus(true);
+        }
+        if let Some(at) = self.metrics {
+            b = b.metrics_addr(Some(at));
         }
         b.build()
     }
@@ -108,6 +114,8 @@ mod tests {
             "3",
             "--addr",
             "127.0.0.1:9",
+            "--metrics",
+            "127.0.0.1:10",
             "--mine",
         ])
         .unwrap();
@@ -115,6 +123,7 @@ mod tests {
         let config = args.server.config().unwrap();
         assert_eq!(config.backend, Backend::Epoll);
         assert_eq!(config.workers.get(), 3);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:10".parse().unwrap()));
         assert_eq!(args.server.addr_or("127.0.0.1:1"), "127.0.0.1:9".parse().unwrap());
         assert_eq!(ServerArgs::default().addr_or("127.0.0.1:1"), "127.0.0.1:1".parse().unwrap());
         let err = Args::try_parse_from(["srv", "--backend", "kqueue"]).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! Server configuration: built in code or from `POLLRING_*` variables.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
@@ -139,6 +140,11 @@ pub struct Config {
     /// [`Cx::offload`]: crate::Cx::offload
     /// [`OffloadError::Full`]: crate::OffloadError::Full
     pub offload_queue: usize,
+    /// Where to serve `GET /metrics` (the Prometheus text format, a
+    /// `worker` label on every series), on a listener of its own; `None`:
+    /// no endpoint ([`ServerHandle::metrics`](crate::ServerHandle::metrics)
+    /// still reads the counters).
+    pub metrics_addr: Option<SocketAddr>,
     /// Switches of the epoll backend.
     pub epoll: EpollConfig,
     /// Switches of the io_uring backend.
@@ -165,6 +171,7 @@ impl Default for Config {
             mailbox_capacity: 4096,
             offload_threads: 64,
             offload_queue: 1024,
+            metrics_addr: None,
             epoll: EpollConfig::default(),
             uring: UringConfig::default(),
         }
@@ -196,6 +203,7 @@ impl Config {
     /// `POLLRING_READ_TIMEOUT_MS`, `POLLRING_WRITE_TIMEOUT_MS` (0: none),
     /// `POLLRING_MAX_INPUT` (bytes; 0: half the pool),
     /// `POLLRING_HIGH_WATER`, `POLLRING_LOW_WATER`, `POLLRING_BACKLOG`,
+    /// `POLLRING_METRICS` (HOST:PORT of the `/metrics` endpoint),
     /// `POLLRING_SHUTDOWN_GRACE_MS`, `POLLRING_MAILBOX_CAPACITY`,
     /// `POLLRING_OFFLOAD_THREADS`, `POLLRING_OFFLOAD_QUEUE`; for the backends
     /// `POLLRING_EPOLL_RECV_BUDGET`, `POLLRING_URING_ENTRIES`,
@@ -272,6 +280,8 @@ impl ConfigBuilder {
         offload_threads: usize => |c, v| c.config.offload_threads = v;
         /// Offload jobs waiting before `offload` answers `Full`.
         offload_queue: usize => |c, v| c.config.offload_queue = v;
+        /// Where to serve `GET /metrics` (`None`: nowhere).
+        metrics_addr: Option<SocketAddr> => |c, v| c.config.metrics_addr = v;
         /// Switches of the epoll backend.
         epoll: EpollConfig => |c, v| c.config.epoll = v;
         /// Switches of the io_uring backend.
@@ -323,6 +333,12 @@ impl ConfigBuilder {
         }
         if let Some(v) = env_var("POLLRING_BACKLOG")? {
             b = b.backlog(v);
+        }
+        if let Some(v) = env_var::<String>("POLLRING_METRICS")? {
+            let addr = (!v.is_empty()).then(|| v.parse()).transpose();
+            b = b.metrics_addr(addr.map_err(|e| {
+                Error::Config(format!("POLLRING_METRICS={v:?}: {e}: expected HOST:PORT"))
+            })?);
         }
         if let Some(v) = env_var("POLLRING_MAILBOX_CAPACITY")? {
             b = b.mailbox_capacity(v);
@@ -466,6 +482,7 @@ fn accepted(name: &str) -> &'static str {
         "POLLRING_URING_TASKRUN" => "deferred, coop or plain",
         "POLLRING_WORKERS" => "a whole number of threads (0: one per CPU)",
         "POLLRING_BACKLOG" => "a positive whole number",
+        "POLLRING_METRICS" => "an address, HOST:PORT (empty: off)",
         "POLLRING_URING_SEND_ZC" => "a whole number of bytes (0: off)",
         "POLLRING_URING_MIN_WAIT_US" => "a whole number of microseconds (0: off)",
         "POLLRING_URING_WAIT_BATCH" => "a whole number of completions (at least 1)",

@@ -49,6 +49,7 @@ mod config;
 mod conn;
 mod cx;
 mod error;
+mod exporter;
 mod handler;
 mod lifecycle;
 #[cfg(feature = "log")]
@@ -71,6 +72,7 @@ pub use config::{
 };
 pub use cx::{ConnAddr, ConnId, ConnMut, ConnectError, Cx, Gone, Input, WorkerCx};
 pub use error::{Error, Result, UringError};
+pub use exporter::prometheus_text;
 pub use handler::{CloseReason, Handler};
 pub use mailbox::{SendError, Sender};
 pub use metrics::{WorkerMetrics, CLOSE_REASONS};

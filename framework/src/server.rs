@@ -12,6 +12,7 @@ use pollring_backends::uring::{self, Uring};
 use pollring_backends::{net, Driver, Waker};
 
 use crate::error::{Error, Result};
+use crate::exporter::Exporter;
 use crate::handler::Handler;
 use crate::mailbox::Sender;
 use crate::offload::Offload;
@@ -79,6 +80,8 @@ pub struct Server {
     config: Config,
     listeners: Vec<TcpListener>,
     addr: SocketAddr,
+    /// The `/metrics` endpoint's listener ([`Config::metrics_addr`]).
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -98,7 +101,13 @@ impl Server {
         let listeners = net::bind_reuseport(addr, config.workers.get(), config.backlog)
             .map_err(|source| Error::Bind { addr, source })?;
         let addr = listeners[0].local_addr().map_err(|source| Error::Bind { addr, source })?;
-        Ok(Server { config, listeners, addr })
+        let metrics = match config.metrics_addr {
+            Some(at) => {
+                Some(TcpListener::bind(at).map_err(|source| Error::Bind { addr: at, source })?)
+            }
+            None => None,
+        };
+        Ok(Server { config, listeners, addr, metrics })
     }
 
     /// The address actually bound (with the port the kernel picked for port 0).
@@ -166,6 +175,7 @@ impl Server {
             backend,
             sender: Arc::new(sender),
             offload,
+            exporter: None,
         };
         // Every worker reports exactly once, or drops its sender by panicking
         // (e.g. in the handler factory): wait for all before deciding, so a
@@ -187,6 +197,18 @@ impl Server {
             handle.shutdown();
             let _ = handle.join_all();
             return Err(error);
+        }
+        if let Some(listener) = self.metrics {
+            let workers = handle.workers.iter().map(|w| w.stats.clone()).collect();
+            let addr = listener.local_addr().unwrap_or(handle.addr);
+            match Exporter::start(listener, workers) {
+                Ok(exporter) => handle.exporter = Some(exporter),
+                Err(source) => {
+                    handle.shutdown();
+                    let _ = handle.join_all();
+                    return Err(Error::Bind { addr, source });
+                }
+            }
         }
         tracing::info!(addr = %handle.addr, %backend, workers = handle.workers.len(), "serving");
         Ok(handle)
@@ -320,6 +342,8 @@ pub struct ServerHandle {
     /// The workers' `Sender<H::Message>`, typed again by `sender::<M>()`.
     sender: Arc<dyn std::any::Any + Send + Sync>,
     offload: Arc<Offload>,
+    /// The `/metrics` endpoint, if configured.
+    exporter: Option<Exporter>,
 }
 
 /// Stops a server from anywhere (signal handlers, other threads). Cheap to clone.
@@ -382,6 +406,12 @@ impl ServerHandle {
             s.buffered_peak = s.buffered_peak.max(w.stats.buffered_peak.load(Ordering::Relaxed));
         }
         s
+    }
+
+    /// Where `GET /metrics` is served ([`Config::metrics_addr`], with the
+    /// port the kernel picked for port 0), if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.exporter.as_ref().map(Exporter::addr)
     }
 
     /// Each worker's counters, as it last published them (once per turn):
@@ -448,6 +478,10 @@ impl ServerHandle {
         }
         offload.stop();
         offload.join();
+        // Metrics stay served while the workers drain.
+        if let Some(exporter) = &mut self.exporter {
+            exporter.stop();
+        }
         first
     }
 }

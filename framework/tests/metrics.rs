@@ -51,4 +51,80 @@ fn counters_follow_the_traffic(backend: Backend) {
     });
 }
 
-on_both_backends!(counters_follow_the_traffic);
+/// An HTTP GET of `path` from the metrics endpoint: (status line, body).
+fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .expect("Content-Length");
+    assert_eq!(body.len(), length);
+    (status, body.to_owned())
+}
+
+/// The value of `name{worker="0"[, reason]}` in a parsed scrape.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, reason: Option<&str>) -> f64 {
+    let found = scrape.samples.iter().find(|s| {
+        s.metric == name
+            && s.labels.get("worker") == Some("0")
+            && reason.is_none_or(|r| s.labels.get("reason") == Some(r))
+    });
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+        other => panic!("{name} {reason:?}: {other:?}"),
+    }
+}
+
+fn parse(body: &str) -> prometheus_parse::Scrape {
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format")
+}
+
+/// `GET /metrics` parses with a Prometheus client parser, names each
+/// worker, and its counters rise under load; other paths are 404.
+fn the_endpoint_serves_prometheus_text(backend: Backend) {
+    let config = config(backend).metrics_addr(Some("127.0.0.1:0".parse().unwrap()));
+    let server = start(config, |_| Echo);
+    let at = server.metrics_addr().expect("an endpoint");
+    let (status, body) = scrape(at, "/metrics");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let first = parse(&body);
+    let before = sample(&first, "pollring_received_bytes_total", None);
+
+    let mut c = connect(server.local_addr());
+    assert!(echo_round_trip(&c, &pattern(4096, 1)) == pattern(4096, 1));
+    c.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut c, 1), b"x");
+    drop(c);
+    eventually(IO_TIMEOUT, "the scrape shows the load", || {
+        let now = parse(&scrape(at, "/metrics").1);
+        sample(&now, "pollring_received_bytes_total", None) >= before + 4097.0
+            && sample(&now, "pollring_sent_bytes_total", None) >= 4097.0
+            && sample(&now, "pollring_accepted_total", None) >= 1.0
+            && sample(&now, "pollring_closed_total", Some("peer_closed")) >= 1.0
+            && sample(&now, "pollring_turns_total", None) > 0.0
+    });
+    assert!(scrape(at, "/nope").0.starts_with("HTTP/1.1 404"));
+}
+
+/// Another process's port for the endpoint fails `bind`, naming it.
+fn a_taken_metrics_port_fails_bind(backend: Backend) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = taken.local_addr().unwrap();
+    let config = config(backend).metrics_addr(Some(at)).build().unwrap();
+    let err = pollring::Server::bind("127.0.0.1:0", config).unwrap_err().to_string();
+    assert!(err.contains(&at.to_string()), "{err}");
+}
+
+on_both_backends!(
+    counters_follow_the_traffic,
+    the_endpoint_serves_prometheus_text,
+    a_taken_metrics_port_fails_bind
+);
