@@ -458,7 +458,9 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
             if let Err(error) = sender.deliver(to, result) {
                 tracing::debug!(%error, "offload result not delivered");
             }
-        }))
+        }))?;
+        self.st.offloaded += 1;
+        Ok(())
     }
 
     /// Asks for [`Handler::on_tick`](crate::Handler::on_tick) on this

@@ -133,7 +133,7 @@ fn answer(mut stream: TcpStream, workers: &[Arc<WorkerStats>]) -> std::io::Resul
 /// to serve too.
 pub fn prometheus_text(metrics: &[WorkerMetrics]) -> String {
     type Field = fn(&WorkerMetrics) -> u64;
-    let families: [(&str, &str, &str, Field); 12] = [
+    let families: [(&str, &str, &str, Field); 14] = [
         ("connections", "gauge", "Connections open.", |m| m.connections),
         ("accepted_total", "counter", "Connections accepted.", |m| m.accepted),
         ("accept_errors_total", "counter", "Failed accepts.", |m| m.accept_errors),
@@ -152,6 +152,8 @@ pub fn prometheus_text(metrics: &[WorkerMetrics]) -> String {
         ("pool_exhausted_total", "counter", "Connections closed for want of buffers.", |m| {
             m.closed_by(crate::CloseReason::PoolExhausted)
         }),
+        ("messages_total", "counter", "Messages taken from the worker's mailbox.", |m| m.messages),
+        ("offloaded_total", "counter", "Jobs handed to the offload pool.", |m| m.offloaded),
     ];
     let mut out = String::new();
     for (name, kind, help, field) in families {

@@ -74,6 +74,13 @@ pub struct WorkerMetrics {
     /// Connections whose unconsumed input was moved off the pool while it
     /// ran low (gauge).
     pub parked: u64,
+    /// Messages taken from this worker's mailbox (from [`Sender`]s and
+    /// offload results).
+    ///
+    /// [`Sender`]: crate::Sender
+    pub messages: u64,
+    /// Jobs this worker's connections handed to the offload pool.
+    pub offloaded: u64,
 }
 
 impl WorkerMetrics {
@@ -98,6 +105,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_received: u64,
     pub(crate) bytes_sent: u64,
     pub(crate) events: u64,
+    pub(crate) messages: u64,
 }
 
 impl Counters {
@@ -114,7 +122,7 @@ pub(crate) struct Published {
 
 /// Counters in [`Published`]: the [`WorkerMetrics`] fields but `worker`,
 /// with `closed` taking nine.
-const FIELDS: usize = 21;
+const FIELDS: usize = 22;
 
 impl Published {
     /// Stores `m` (all but `worker`). Only the owning worker calls this.
@@ -143,6 +151,8 @@ impl Published {
             buffers_in_use: v[17],
             buffers_free: v[18],
             parked: v[19],
+            messages: v[20],
+            offloaded: v[21],
         }
     }
 }
@@ -162,6 +172,8 @@ fn flatten(m: &WorkerMetrics) -> [u64; FIELDS] {
     v[17] = m.buffers_in_use;
     v[18] = m.buffers_free;
     v[19] = m.parked;
+    v[20] = m.messages;
+    v[21] = m.offloaded;
     v
 }
 
@@ -172,7 +184,7 @@ mod tests {
     #[test]
     fn published_metrics_read_back_field_by_field() {
         let mut m = WorkerMetrics { worker: WorkerId(3), ..WorkerMetrics::default() };
-        let fields: [&mut u64; 11] = [
+        let fields: [&mut u64; 13] = [
             &mut m.connections,
             &mut m.accepted,
             &mut m.accept_errors,
@@ -184,6 +196,8 @@ mod tests {
             &mut m.buffers_in_use,
             &mut m.buffers_free,
             &mut m.parked,
+            &mut m.messages,
+            &mut m.offloaded,
         ];
         for (i, f) in fields.into_iter().enumerate() {
             *f = 100 + i as u64;

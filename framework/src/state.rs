@@ -55,6 +55,9 @@ pub(crate) struct WorkerState<M> {
     pub(crate) tick_wanted: Option<Instant>,
     pub(crate) sender: Sender<M>,
     pub(crate) offload: Arc<Offload>,
+    /// Jobs this worker's connections handed to the offload pool (a
+    /// metric).
+    pub(crate) offloaded: u64,
 }
 
 /// What a connection is linked to besides itself.

@@ -123,7 +123,46 @@ fn a_taken_metrics_port_fails_bind(backend: Backend) {
     assert!(err.contains(&at.to_string()), "{err}");
 }
 
+/// Answers each byte through the offload pool: the job's result comes back
+/// as a message.
+struct Offloader;
+
+impl pollring::Handler for Offloader {
+    type Conn = ();
+    type Message = u8;
+
+    fn on_open(&mut self, _cx: &mut pollring::Cx<'_, u8>) {}
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut pollring::Cx<'_, u8>) {
+        let bytes = cx.input().contiguous().to_vec();
+        cx.consume(bytes.len());
+        for b in bytes {
+            cx.offload(move || b.wrapping_add(1)).expect("room in the offload queue");
+        }
+    }
+
+    fn on_message(&mut self, _conn: &mut (), cx: &mut pollring::Cx<'_, u8>, b: u8) {
+        cx.write(&[b]);
+    }
+}
+
+/// Offloaded jobs and the messages that bring their results back are
+/// counted.
+fn offload_jobs_and_messages_are_counted(backend: Backend) {
+    let server = start(config(backend), |_| Offloader);
+    let mut c = connect(server.local_addr());
+    c.write_all(b"abc").unwrap();
+    let mut got = read_n(&mut c, 3);
+    got.sort_unstable();
+    assert_eq!(got, b"bcd");
+    eventually(IO_TIMEOUT, "three jobs and three messages counted", || {
+        let m = one_worker(&server);
+        m.offloaded == 3 && m.messages == 3
+    });
+}
+
 on_both_backends!(
+    offload_jobs_and_messages_are_counted,
     counters_follow_the_traffic,
     the_endpoint_serves_prometheus_text,
     a_taken_metrics_port_fails_bind

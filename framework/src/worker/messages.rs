@@ -17,6 +17,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let mut inbox = std::mem::take(&mut self.inbox);
         mailbox.take(&mut inbox);
+        self.counters.messages += inbox.len() as u64;
         for envelope in inbox.drain(..) {
             match envelope {
                 Envelope::Conn(id, msg) => {

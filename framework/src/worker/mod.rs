@@ -155,6 +155,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             tick_wanted: None,
             sender,
             offload,
+            offloaded: 0,
         };
         let mut worker = Worker {
             driver,
@@ -365,6 +366,8 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             buffers_in_use: self.driver.pool().in_use() as u64,
             buffers_free: self.driver.pool().available() as u64,
             parked: self.parked.len() as u64,
+            messages: c.messages,
+            offloaded: self.st.offloaded,
         });
         // Only this worker writes its counters: a plain store, and only when
         // the peak grew (no locked instruction per turn).
