@@ -1,7 +1,10 @@
-//! Listening sockets: one per worker, sharing a port with `SO_REUSEPORT`.
+//! Listening sockets: one per worker, sharing a port with `SO_REUSEPORT`,
+//! or the ones a service manager passed (socket activation).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -47,4 +50,54 @@ pub fn bind_reuseport(
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Set once the passed descriptors have been taken: they have one owner.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The listening sockets passed to this process by socket activation
+/// (systemd's `LISTEN_FDS` protocol): when `LISTEN_PID` names this process,
+/// descriptors 3 to 3 + `LISTEN_FDS` − 1, made non-blocking and
+/// close-on-exec. The variables are removed, so children do not see them.
+/// `None` when nothing was passed (or it was meant for another process),
+/// and on every call after the first that took them.
+///
+/// # Errors
+/// `InvalidInput` for a malformed `LISTEN_FDS`, or a passed descriptor that
+/// is not a listening TCP socket.
+pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us || TAKEN.swap(true, Ordering::AcqRel) {
+        return Ok(None);
+    }
+    let count = std::env::var("LISTEN_FDS").unwrap_or_default();
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let count: RawFd =
+        count.trim().parse().map_err(|_| invalid(format!("LISTEN_FDS={count:?}")))?;
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    let mut listeners = Vec::new();
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count.max(0)) {
+        // SAFETY: LISTEN_PID names this process, so the service manager
+        // passed descriptors 3.. to it for it to own, and `TAKEN` lets this
+        // happen once per process: no other owner of `fd` exists.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        let listening = socket.is_listener().unwrap_or(false);
+        if !listening || socket.r#type().ok() != Some(Type::STREAM) {
+            // Not ours to close: give the descriptor back as it was.
+            std::mem::forget(socket);
+            return Err(invalid(format!(
+                "descriptor {fd} passed by LISTEN_FDS is not a listening stream socket"
+            )));
+        }
+        socket.set_cloexec(true)?;
+        socket.set_nonblocking(true)?;
+        listeners.push(TcpListener::from(socket));
+    }
+    Ok((!listeners.is_empty()).then_some(listeners))
 }

@@ -84,13 +84,32 @@ pub struct Server {
     metrics: Option<TcpListener>,
 }
 
+/// The `/metrics` endpoint's listener, if [`Config::metrics_addr`] asks
+/// for one.
+fn bind_metrics(config: &Config) -> Result<Option<TcpListener>> {
+    let Some(at) = config.metrics_addr else { return Ok(None) };
+    TcpListener::bind(at).map(Some).map_err(|source| Error::Bind { addr: at, source })
+}
+
 impl Server {
-    /// Binds one `SO_REUSEPORT` listener per worker to `addr`.
+    /// Binds one `SO_REUSEPORT` listener per worker to `addr`, unless the
+    /// process was started by socket activation (systemd's `LISTEN_FDS`
+    /// naming this process): then `addr` is not bound and every worker
+    /// serves the passed listening socket (woken one at a time: epoll's
+    /// `EPOLLEXCLUSIVE`, one multishot accept per worker on io_uring).
     ///
     /// # Errors
     /// [`Error::Resolve`], naming `addr` as given, if it does not resolve;
-    /// [`Error::Bind`] if the kernel refuses.
+    /// [`Error::Bind`] if the kernel refuses; [`Error::Config`] if
+    /// `LISTEN_FDS` is malformed, names something other than a listening
+    /// TCP socket, or passes more than one (one listener per server, for
+    /// now).
     pub fn bind(addr: impl ToSocketAddrs + fmt::Debug, config: Config) -> Result<Server> {
+        if let Some(listeners) = net::inherited_listeners()
+            .map_err(|e| Error::Config(format!("socket activation: {e}")))?
+        {
+            return Server::inherit(listeners, config);
+        }
         let unresolved = |source| Error::Resolve { name: format!("{addr:?}"), source };
         let addr = addr.to_socket_addrs().map_err(unresolved)?.next().ok_or_else(|| {
             unresolved(std::io::Error::new(
@@ -101,13 +120,29 @@ impl Server {
         let listeners = net::bind_reuseport(addr, config.workers.get(), config.backlog)
             .map_err(|source| Error::Bind { addr, source })?;
         let addr = listeners[0].local_addr().map_err(|source| Error::Bind { addr, source })?;
-        let metrics = match config.metrics_addr {
-            Some(at) => {
-                Some(TcpListener::bind(at).map_err(|source| Error::Bind { addr: at, source })?)
-            }
-            None => None,
-        };
+        let metrics = bind_metrics(&config)?;
         Ok(Server { config, listeners, addr, metrics })
+    }
+
+    /// Serves `listeners`, passed by socket activation, on every worker.
+    fn inherit(mut listeners: Vec<TcpListener>, config: Config) -> Result<Server> {
+        if listeners.len() > 1 {
+            return Err(Error::Config(format!(
+                "socket activation passed {} listening sockets; a server serves one",
+                listeners.len()
+            )));
+        }
+        let listener = listeners.remove(0);
+        let addr =
+            listener.local_addr().map_err(|e| Error::Config(format!("socket activation: {e}")))?;
+        let mut shared = vec![listener];
+        for _ in 1..config.workers.get() {
+            let copy = shared[0].try_clone().map_err(|source| Error::Bind { addr, source })?;
+            shared.push(copy);
+        }
+        tracing::info!(%addr, "serving the listening socket passed by socket activation");
+        let metrics = bind_metrics(&config)?;
+        Ok(Server { config, listeners: shared, addr, metrics })
     }
 
     /// The address actually bound (with the port the kernel picked for port 0).

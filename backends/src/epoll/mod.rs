@@ -520,11 +520,14 @@ impl Driver for Epoll {
     fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
         let entry = self.listeners.vacant_entry();
         let key = entry.key();
+        // EPOLLEXCLUSIVE: when workers share one listening socket (one
+        // inherited through socket activation), a connection wakes one of
+        // them, not all. A worker's own SO_REUSEPORT socket is unaffected.
         ctl(
             &self.epfd,
             libc::EPOLL_CTL_ADD,
             listener.as_raw_fd(),
-            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
             LISTENER_BIT | key as u64,
         )?;
         entry.insert(Listener { socket: listener, retry_at: None });
