@@ -54,7 +54,7 @@
 //! freed after the kernel can no longer touch it.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +88,17 @@ impl Token {
     pub const fn as_u64(self) -> u64 {
         self.0
     }
+}
+
+/// Whether a listening socket is this driver's alone or shared with other
+/// workers' drivers (one socket passed by socket activation, served by
+/// every worker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// Only this driver accepts on it (one `SO_REUSEPORT` socket per worker).
+    Alone,
+    /// Other drivers accept on the same socket.
+    Shared,
 }
 
 /// Names one listening socket inside one driver.
@@ -211,11 +222,14 @@ pub trait Driver {
     /// ```
     fn pool_mut(&mut self) -> &mut Pool;
 
-    /// Starts accepting on `listener` (which must be non-blocking).
+    /// Starts accepting on `listener`, a non-blocking listening stream
+    /// socket (TCP or Unix). `share` says whether other workers accept on
+    /// the same socket, so that each connection wakes one of them and the
+    /// connections spread over them.
     ///
     /// # Errors
     /// If the kernel refuses to watch the socket.
-    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId>;
+    fn listen(&mut self, listener: OwnedFd, share: Share) -> io::Result<ListenerId>;
 
     /// Stops accepting on `listener` and closes it. Connections it accepted
     /// are unaffected.

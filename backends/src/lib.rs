@@ -26,4 +26,4 @@ mod sys;
 pub mod thread;
 pub mod uring;
 
-pub use driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
+pub use driver::{Driver, DriverStats, Event, ListenerId, Share, Token, Waker};

@@ -1,9 +1,12 @@
 //! Listening sockets: one per worker, sharing a port with `SO_REUSEPORT`,
-//! or the ones a service manager passed (socket activation).
+//! a Unix socket, or the ones a service manager passed (socket activation).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -61,14 +64,15 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// The listening sockets passed to this process by socket activation
 /// (systemd's `LISTEN_FDS` protocol): when `LISTEN_PID` names this process,
 /// descriptors 3 to 3 + `LISTEN_FDS` − 1, made non-blocking and
-/// close-on-exec. The variables are removed, so children do not see them.
+/// close-on-exec, in the order passed. The variables are removed, so
+/// children do not see them.
 /// `None` when nothing was passed (or it was meant for another process),
 /// and on every call after the first that took them.
 ///
 /// # Errors
 /// `InvalidInput` for a malformed `LISTEN_FDS`, or a passed descriptor that
-/// is not a listening TCP socket.
-pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+/// is not a listening stream socket (TCP or Unix).
+pub fn inherited_listeners() -> io::Result<Option<Vec<OwnedFd>>> {
     let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok())
         == Some(std::process::id());
     if !for_us || TAKEN.swap(true, Ordering::AcqRel) {
@@ -97,7 +101,90 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
         }
         socket.set_cloexec(true)?;
         socket.set_nonblocking(true)?;
-        listeners.push(TcpListener::from(socket));
+        listeners.push(OwnedFd::from(socket));
     }
     Ok((!listeners.is_empty()).then_some(listeners))
+}
+
+/// Binds a non-blocking Unix stream listener at `path`.
+///
+/// A socket file left at `path` by a server that is gone (connecting to it
+/// is refused) is removed first. Anything else there is left alone: a
+/// socket someone listens on fails with `AddrInUse`, a file that is not a
+/// socket with `AlreadyExists`.
+///
+/// # Errors
+/// Those above, and the error of `socket`, `bind` or `listen`.
+pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("a server listens on {}", path.display()),
+                ))
+            }
+            // Nobody listens: a stale socket file, safe to replace.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)?;
+            }
+            Err(e) => return Err(e),
+        },
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; not removing it", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pollring-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced() {
+        let path = scratch("stale.sock");
+        drop(UnixListener::bind(&path).unwrap()); // leaves the file behind
+        assert!(path.exists());
+        let fd = bind_unix(&path, 16).unwrap();
+        UnixStream::connect(&path).expect("the new listener answers");
+        drop(fd);
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over() {
+        let path = scratch("live.sock");
+        let live = UnixListener::bind(&path).unwrap();
+        let error = bind_unix(&path, 16).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{error}");
+        drop(live);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_left_alone() {
+        let path = scratch("plain-file");
+        std::fs::write(&path, b"keep me").unwrap();
+        let error = bind_unix(&path, 16).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists, "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pollring_backends::buf::{Chain, Pool};
 use pollring_backends::epoll::{Epoll, EpollConfig};
 use pollring_backends::uring::{Uring, UringConfig};
-use pollring_backends::{net, Driver, Event, Token};
+use pollring_backends::{net, Driver, Event, Share, Token};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -62,7 +62,7 @@ fn listening<D: Make>(pool: Box<Pool>) -> (D, SocketAddr) {
     let mut d = D::make(pool);
     let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap().remove(0);
     let addr = l.local_addr().unwrap();
-    d.listen(l).unwrap();
+    d.listen(l.into(), Share::Alone).unwrap();
     (d, addr)
 }
 
@@ -552,7 +552,7 @@ fn a_broken_listener_backs_off<D: Make + 'static>() {
         let mut d = D::make(pool(4096, 2048));
         let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 128).unwrap().remove(0);
         let other = l.try_clone().unwrap();
-        d.listen(l).unwrap();
+        d.listen(l.into(), Share::Alone).unwrap();
         // SAFETY: `other` is an open socket owned by this test.
         assert_eq!(unsafe { libc::shutdown(other.as_raw_fd(), libc::SHUT_RDWR) }, 0);
         let (mut errors, mut events) = (0, Vec::new());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pollring_backends::buf::Pool;
 use pollring_backends::epoll::{Epoll, EpollConfig};
-use pollring_backends::{net, Driver, Event};
+use pollring_backends::{net, Driver, Event, Share};
 
 /// However much is waiting, one connection gets at most `recv_budget`
 /// receives per turn (fairness; it also bounds the backpressure overshoot),
@@ -22,7 +22,7 @@ fn one_connection_gets_at_most_its_budget_per_turn() {
     let mut d = Epoll::new(pool, &config).unwrap();
     let l = net::bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap().remove(0);
     let addr = l.local_addr().unwrap();
-    d.listen(l).unwrap();
+    d.listen(l.into(), Share::Alone).unwrap();
     let mut a = TcpStream::connect(addr).unwrap();
     let mut b = TcpStream::connect(addr).unwrap();
     let mut events = Vec::new();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pollring_backends::buf::{Chain, Pool};
 use pollring_backends::net::bind_reuseport;
 use pollring_backends::uring::{Uring, UringConfig, UringCounters};
-use pollring_backends::{Driver, Event, ListenerId, Token};
+use pollring_backends::{Driver, Event, ListenerId, Share, Token};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const TEST_DEADLINE: Duration = Duration::from_secs(30);
@@ -206,7 +206,7 @@ fn listen(drv: &mut Uring) -> SocketAddr {
 fn listen_id(drv: &mut Uring) -> (SocketAddr, ListenerId) {
     let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1, 1024).unwrap().remove(0);
     let addr = listener.local_addr().unwrap();
-    (addr, drv.listen(listener).unwrap())
+    (addr, drv.listen(listener.into(), Share::Alone).unwrap())
 }
 
 fn run_echo(drv: Uring, clients: usize, payload_len: usize) -> Echo {

@@ -38,8 +38,9 @@ use pollring::Config;
 pub use pollring::cli::ServerArgs;
 
 /// The `main` of an example server: logs to stderr, builds the config from
-/// `POLLRING_*` and `args`, binds (`default_addr` unless `--addr`), prints
-/// `NAME listening on ADDR`, and serves until SIGINT/SIGTERM. `handlers`
+/// `POLLRING_*` and `args`, binds (`default_addr` unless `--addr`, which may
+/// be repeated and may name a Unix socket, `unix:PATH`), prints `NAME
+/// listening on ADDR[, ADDR…]`, and serves until SIGINT/SIGTERM. `handlers`
 /// sees the config and returns the per-worker handler factory. An error is
 /// printed as `NAME: error` with exit status 1.
 pub fn run_server<H, F>(
@@ -56,8 +57,9 @@ where
     let run = || -> pollring::Result<()> {
         let config = args.config()?;
         let factory = handlers(&config);
-        let server = pollring::Server::bind(args.addr_or(default_addr), config)?;
-        eprintln!("{name} listening on {}", server.local_addr());
+        let server = args.bind(default_addr, config)?;
+        let endpoints: Vec<String> = server.endpoints().iter().map(|e| e.to_string()).collect();
+        eprintln!("{name} listening on {}", endpoints.join(", "));
         server.run(factory)
     };
     match run() {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::{Backend, Config, ConfigBuilder, Result};
+use crate::{Backend, Config, ConfigBuilder, Endpoint, Result, Server};
 
 /// `--backend`, `--workers`, `--pin`, `--addr` and `--metrics`, on top of the
 /// `POLLRING_*` environment variables ([`Config::from_env`]): flags win.
@@ -32,7 +32,7 @@ use crate::{Backend, Config, ConfigBuilder, Result};
 /// fn main() -> Result<(), pollring::Error> {
 ///     pollring::log::init();
 ///     let args = Args::parse();
-///     let server = pollring::Server::bind(args.server.addr_or("127.0.0.1:7000"), args.server.config()?)?;
+///     let server = args.server.bind("127.0.0.1:7000", args.server.config()?)?;
 ///     server.run(|_worker| Echo)
 /// }
 /// ```
@@ -47,9 +47,10 @@ pub struct ServerArgs {
     /// Pin each worker to its own CPU.
     #[arg(long)]
     pub pin: bool,
-    /// Address to listen on.
-    #[arg(long)]
-    pub addr: Option<SocketAddr>,
+    /// Where to listen: HOST:PORT, or unix:PATH for a Unix socket. Repeat
+    /// for several listeners (the first is listener 0).
+    #[arg(long, value_name = "HOST:PORT|unix:PATH")]
+    pub addr: Vec<Endpoint>,
     /// Serve `GET /metrics` (Prometheus text format) at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -81,12 +82,33 @@ impl ServerArgs {
         b.build()
     }
 
-    /// The address to listen on: `--addr`, or `default`.
+    /// The endpoints to listen on: every `--addr`, or `default` (`HOST:PORT`
+    /// or `unix:PATH`) when there is none.
     ///
-    /// # Panics
-    /// If `default` is not a socket address (it is the program's own).
-    pub fn addr_or(&self, default: &str) -> SocketAddr {
-        self.addr.unwrap_or_else(|| default.parse().expect("a valid default address"))
+    /// # Errors
+    /// [`Error::Resolve`](crate::Error::Resolve) if `default` is needed and
+    /// does not resolve.
+    pub fn endpoints_or(&self, default: &str) -> Result<Vec<Endpoint>> {
+        if self.addr.is_empty() {
+            Ok(vec![default.parse()?])
+        } else {
+            Ok(self.addr.clone())
+        }
+    }
+
+    /// Binds a server with `config` to [`ServerArgs::endpoints_or`]`(default)`:
+    /// the first with [`Server::bind_to`], the others with
+    /// [`Server::also_listen`].
+    ///
+    /// # Errors
+    /// As [`ServerArgs::endpoints_or`] and [`Server::bind_to`].
+    pub fn bind(&self, default: &str, config: Config) -> Result<Server> {
+        let endpoints = self.endpoints_or(default)?;
+        let mut server = Server::bind_to(&endpoints[0], config)?;
+        for endpoint in &endpoints[1..] {
+            server = server.also_listen(endpoint)?;
+        }
+        Ok(server)
     }
 }
 
@@ -124,8 +146,13 @@ mod tests {
         assert_eq!(config.backend, Backend::Epoll);
         assert_eq!(config.workers.get(), 3);
         assert_eq!(config.metrics_addr, Some("127.0.0.1:10".parse().unwrap()));
-        assert_eq!(args.server.addr_or("127.0.0.1:1"), "127.0.0.1:9".parse().unwrap());
-        assert_eq!(ServerArgs::default().addr_or("127.0.0.1:1"), "127.0.0.1:1".parse().unwrap());
+        let tcp = |s: &str| Endpoint::Tcp(s.parse().unwrap());
+        assert_eq!(args.server.endpoints_or("127.0.0.1:1").unwrap(), [tcp("127.0.0.1:9")]);
+        let none = ServerArgs::default();
+        assert_eq!(none.endpoints_or("127.0.0.1:1").unwrap(), [tcp("127.0.0.1:1")]);
+        let both = Args::try_parse_from(["srv", "--addr", "127.0.0.1:9", "--addr", "unix:/x"]);
+        let both = both.unwrap().server.endpoints_or("127.0.0.1:1").unwrap();
+        assert_eq!(both, [tcp("127.0.0.1:9"), Endpoint::Unix("/x".into())]);
         let err = Args::try_parse_from(["srv", "--backend", "kqueue"]).unwrap_err().to_string();
         assert!(err.contains("expected epoll, uring or auto"), "{err}");
     }

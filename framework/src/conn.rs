@@ -149,6 +149,10 @@ pub(crate) struct ConnIo {
     pub(crate) backpressure: u16,
     pub(crate) flags: Flags,
     pub(crate) phase: Phase,
+    /// The server's index of the listener that accepted it
+    /// ([`crate::Cx::listener`]), [`NO_LISTENER`] for an outbound one (in
+    /// what was padding).
+    pub(crate) listener: u8,
     /// Last receive or send completion, for the idle timeout.
     pub(crate) last_active: Stamp,
     /// When the oldest unconsumed input arrived, restarted whenever the
@@ -162,6 +166,9 @@ pub(crate) struct ConnIo {
     /// Deadline of this connection's live entry in the timer wheel.
     pub(crate) wheel_at: Stamp,
 }
+
+/// Not accepted by a listener: an outbound connection.
+pub(crate) const NO_LISTENER: u8 = u8::MAX;
 
 /// No driver token yet: no driver hands out slot index `u32::MAX`.
 const NO_TOKEN: [u32; 2] = [u32::MAX, 0];
@@ -177,6 +184,7 @@ impl ConnIo {
             backpressure: 0,
             flags: Flags::default(),
             phase,
+            listener: NO_LISTENER,
             last_active: now.into(),
             input_since: Stamp::NONE,
             send_since: now.into(),

@@ -421,6 +421,16 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
         self.st.peer(self.me)
     }
 
+    /// Which of the server's listeners accepted this connection: `0` for
+    /// the one [`Server::bind`](crate::Server::bind) bound, then one more
+    /// for each [`Server::also_listen`](crate::Server::also_listen), in
+    /// order (under socket activation, the order the sockets were passed).
+    /// `None` for an outbound connection.
+    pub fn listener(&self) -> Option<usize> {
+        let index = self.io().listener;
+        (index != crate::conn::NO_LISTENER).then_some(index as usize)
+    }
+
     /// This connection's id within its worker.
     pub fn id(&self) -> ConnId {
         self.me

@@ -1,7 +1,6 @@
 //! Errors at the framework's boundary.
 
 use std::io;
-use std::net::SocketAddr;
 
 pub use pollring_backends::uring::UringError;
 
@@ -20,8 +19,8 @@ pub enum Error {
     /// The listening sockets could not be set up.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address asked for.
-        addr: SocketAddr,
+        /// The endpoint asked for.
+        addr: crate::Endpoint,
         /// The kernel's answer.
         #[source]
         source: io::Error,
@@ -81,7 +80,7 @@ mod tests {
     #[test]
     fn debug_reads_like_display() {
         let e = Error::Bind {
-            addr: ([127, 0, 0, 1], 7000).into(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7000)).into(),
             source: io::Error::from(io::ErrorKind::AddrInUse),
         };
         assert_eq!(format!("{e:?}"), e.to_string());

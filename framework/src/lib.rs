@@ -52,6 +52,7 @@ mod error;
 mod exporter;
 mod handler;
 mod lifecycle;
+mod listen;
 #[cfg(feature = "log")]
 pub mod log;
 mod mailbox;
@@ -74,10 +75,11 @@ pub use cx::{ConnAddr, ConnId, ConnMut, ConnectError, Cx, Gone, Input, WorkerCx}
 pub use error::{Error, Result, UringError};
 pub use exporter::prometheus_text;
 pub use handler::{CloseReason, Handler};
+pub use listen::Endpoint;
 pub use mailbox::{SendError, Sender};
 pub use metrics::{WorkerMetrics, CLOSE_REASONS};
 pub use offload::OffloadError;
-pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId};
+pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId, MAX_LISTENERS};
 pub use source::Source;
 pub use write::Writer;
 

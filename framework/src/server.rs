@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -9,11 +10,12 @@ use std::thread::JoinHandle;
 use pollring_backends::buf::Pool;
 use pollring_backends::epoll::Epoll;
 use pollring_backends::uring::{self, Uring};
-use pollring_backends::{net, Driver, Waker};
+use pollring_backends::{Driver, Share, Waker};
 
 use crate::error::{Error, Result};
 use crate::exporter::Exporter;
 use crate::handler::Handler;
+use crate::listen::{Endpoint, Listener};
 use crate::mailbox::Sender;
 use crate::offload::Offload;
 use crate::worker::{Worker, WorkerParts};
@@ -78,8 +80,12 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Server {
     config: Config,
-    listeners: Vec<TcpListener>,
-    addr: SocketAddr,
+    /// Where it listens, in the order bound: [`Cx::listener`](crate::Cx::listener)
+    /// is an index into this.
+    listeners: Vec<Listener>,
+    /// The listeners were passed by socket activation: they replace every
+    /// address the program would bind.
+    inherited: bool,
     /// The `/metrics` endpoint's listener ([`Config::metrics_addr`]).
     metrics: Option<TcpListener>,
 }
@@ -88,66 +94,106 @@ pub struct Server {
 /// for one.
 fn bind_metrics(config: &Config) -> Result<Option<TcpListener>> {
     let Some(at) = config.metrics_addr else { return Ok(None) };
-    TcpListener::bind(at).map(Some).map_err(|source| Error::Bind { addr: at, source })
+    TcpListener::bind(at).map(Some).map_err(|source| Error::Bind { addr: at.into(), source })
 }
+
+/// The most listeners one server has ([`Cx::listener`](crate::Cx::listener)
+/// is kept in a byte of every connection).
+pub const MAX_LISTENERS: usize = 255;
 
 impl Server {
     /// Binds one `SO_REUSEPORT` listener per worker to `addr`, unless the
     /// process was started by socket activation (systemd's `LISTEN_FDS`
-    /// naming this process): then `addr` is not bound and every worker
-    /// serves the passed listening socket (woken one at a time: epoll's
-    /// `EPOLLEXCLUSIVE`, one multishot accept per worker on io_uring).
+    /// naming this process): then nothing is bound and the workers serve
+    /// the passed listening sockets (see [`Server::bind_to`]).
     ///
     /// # Errors
     /// [`Error::Resolve`], naming `addr` as given, if it does not resolve;
     /// [`Error::Bind`] if the kernel refuses; [`Error::Config`] if
-    /// `LISTEN_FDS` is malformed, names something other than a listening
-    /// TCP socket, or passes more than one (one listener per server, for
-    /// now).
+    /// `LISTEN_FDS` is malformed or names something other than a listening
+    /// stream socket.
     pub fn bind(addr: impl ToSocketAddrs + fmt::Debug, config: Config) -> Result<Server> {
-        if let Some(listeners) = net::inherited_listeners()
-            .map_err(|e| Error::Config(format!("socket activation: {e}")))?
-        {
-            return Server::inherit(listeners, config);
+        if let Some(server) = Server::activated(&config)? {
+            return Ok(server);
         }
-        let unresolved = |source| Error::Resolve { name: format!("{addr:?}"), source };
-        let addr = addr.to_socket_addrs().map_err(unresolved)?.next().ok_or_else(|| {
-            unresolved(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "no address of a supported family",
-            ))
-        })?;
-        let listeners = net::bind_reuseport(addr, config.workers.get(), config.backlog)
-            .map_err(|source| Error::Bind { addr, source })?;
-        let addr = listeners[0].local_addr().map_err(|source| Error::Bind { addr, source })?;
-        let metrics = bind_metrics(&config)?;
-        Ok(Server { config, listeners, addr, metrics })
+        Server::bind_to(&Endpoint::resolve(addr)?, config)
     }
 
-    /// Serves `listeners`, passed by socket activation, on every worker.
-    fn inherit(mut listeners: Vec<TcpListener>, config: Config) -> Result<Server> {
-        if listeners.len() > 1 {
+    /// Listens on `endpoint`: a TCP address (one `SO_REUSEPORT` socket per
+    /// worker, the kernel spreading connections over them) or a Unix socket
+    /// (one socket, shared by the workers; a stale socket file left by a
+    /// server that is gone is replaced, anything else at the path is an
+    /// error).
+    ///
+    /// Under socket activation (systemd's `LISTEN_FDS` naming this
+    /// process) nothing is bound: the passed sockets are the server's
+    /// listeners, in the order passed, consecutive sockets of one address
+    /// counting as one listener. Workers share a passed socket without a
+    /// thundering herd (epoll's `EPOLLEXCLUSIVE`; one-shot accepts taking
+    /// turns on io_uring).
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub fn bind_to(endpoint: &Endpoint, config: Config) -> Result<Server> {
+        if let Some(server) = Server::activated(&config)? {
+            return Ok(server);
+        }
+        let listener = Listener::bind(endpoint, config.workers.get(), config.backlog)?;
+        let metrics = bind_metrics(&config)?;
+        Ok(Server { config, listeners: vec![listener], inherited: false, metrics })
+    }
+
+    /// Listens on `endpoint` too: a public and an admin port, TCP and a
+    /// Unix socket. [`Cx::listener`](crate::Cx::listener) tells a
+    /// connection which listener accepted it: `0` for the first bound,
+    /// then one more for each call. Under socket activation this binds
+    /// nothing (the passed sockets are all the listeners).
+    ///
+    /// # Errors
+    /// As [`Server::bind_to`]; [`Error::Config`] past [`MAX_LISTENERS`].
+    pub fn also_listen(mut self, endpoint: &Endpoint) -> Result<Server> {
+        if self.inherited {
+            tracing::debug!(%endpoint, "not bound: serving the sockets passed by socket activation");
+            return Ok(self);
+        }
+        if self.listeners.len() >= MAX_LISTENERS {
+            return Err(Error::Config(format!("more than {MAX_LISTENERS} listeners")));
+        }
+        let config = &self.config;
+        self.listeners.push(Listener::bind(endpoint, config.workers.get(), config.backlog)?);
+        Ok(self)
+    }
+
+    /// The server made of the sockets passed by socket activation, if any.
+    fn activated(config: &Config) -> Result<Option<Server>> {
+        let Some(listeners) = Listener::inherited()? else { return Ok(None) };
+        if listeners.len() > MAX_LISTENERS {
             return Err(Error::Config(format!(
-                "socket activation passed {} listening sockets; a server serves one",
+                "socket activation passed {} listeners; a server serves at most {MAX_LISTENERS}",
                 listeners.len()
             )));
         }
-        let listener = listeners.remove(0);
-        let addr =
-            listener.local_addr().map_err(|e| Error::Config(format!("socket activation: {e}")))?;
-        let mut shared = vec![listener];
-        for _ in 1..config.workers.get() {
-            let copy = shared[0].try_clone().map_err(|source| Error::Bind { addr, source })?;
-            shared.push(copy);
+        for l in &listeners {
+            let (endpoint, sockets) = (&l.endpoint, l.sockets.len());
+            tracing::info!(%endpoint, sockets, "serving the listening socket passed by socket activation");
         }
-        tracing::info!(%addr, "serving the listening socket passed by socket activation");
-        let metrics = bind_metrics(&config)?;
-        Ok(Server { config, listeners: shared, addr, metrics })
+        let metrics = bind_metrics(config)?;
+        Ok(Some(Server { config: config.clone(), listeners, inherited: true, metrics }))
     }
 
-    /// The address actually bound (with the port the kernel picked for port 0).
+    /// The first TCP listener's address (with the port the kernel picked
+    /// for port 0).
+    ///
+    /// # Panics
+    /// If the server listens on Unix sockets only: see [`Server::endpoints`].
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        first_tcp(self.listeners.iter().map(|l| &l.endpoint))
+    }
+
+    /// Every endpoint the server listens on, in the order of
+    /// [`Cx::listener`](crate::Cx::listener).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.listeners.iter().map(|l| l.endpoint.clone()).collect()
     }
 
     /// Starts the workers, each with a handler built by `factory` on its own
@@ -163,16 +209,18 @@ impl Server {
         F: Fn(WorkerId) -> H + Send + Sync + 'static,
     {
         let backend = resolve_backend(&self.config)?;
+        let endpoints: Vec<Endpoint> = self.listeners.iter().map(|l| l.endpoint.clone()).collect();
         let shared = Arc::new(Shared::default());
-        let sender: Sender<H::Message> =
-            Sender::new(self.listeners.len(), self.config.mailbox_capacity);
+        let count = self.config.workers.get();
+        let sender: Sender<H::Message> = Sender::new(count, self.config.mailbox_capacity);
         let offload =
             Arc::new(Offload::new(self.config.offload_threads, self.config.offload_queue));
         let factory = Arc::new(factory);
         let cpus = pollring_backends::thread::allowed_cpus();
         let mut workers = Vec::new();
         let (ready_tx, ready_rx) = mpsc::channel();
-        for (i, listener) in self.listeners.into_iter().enumerate() {
+        let dealt = deal(&self.listeners, count)?;
+        for (i, listeners) in dealt.into_iter().enumerate() {
             let id = WorkerId(i);
             let stats = Arc::new(WorkerStats::default());
             let (config, shared, factory, ready) =
@@ -190,7 +238,7 @@ impl Server {
                         }
                     }
                     let parts =
-                        WorkerParts { id, listener, config, shared, stats: thread_stats, offload };
+                        WorkerParts { id, listeners, config, shared, stats: thread_stats, offload };
                     let start = WorkerStart { parts, sender, ready };
                     match backend {
                         Backend::Uring => start.run(factory, |pool, c| {
@@ -206,7 +254,7 @@ impl Server {
         let mut handle = ServerHandle {
             shared,
             workers,
-            addr: self.addr,
+            endpoints,
             backend,
             sender: Arc::new(sender),
             offload,
@@ -235,7 +283,10 @@ impl Server {
         }
         if let Some(listener) = self.metrics {
             let workers = handle.workers.iter().map(|w| w.stats.clone()).collect();
-            let addr = listener.local_addr().unwrap_or(handle.addr);
+            let addr = match listener.local_addr() {
+                Ok(addr) => Endpoint::Tcp(addr),
+                Err(_) => handle.endpoints[0].clone(),
+            };
             match Exporter::start(listener, workers) {
                 Ok(exporter) => handle.exporter = Some(exporter),
                 Err(source) => {
@@ -245,7 +296,9 @@ impl Server {
                 }
             }
         }
-        tracing::info!(addr = %handle.addr, %backend, workers = handle.workers.len(), "serving");
+        for endpoint in &handle.endpoints {
+            tracing::info!(%endpoint, %backend, workers = handle.workers.len(), "serving");
+        }
         Ok(handle)
     }
 
@@ -268,6 +321,32 @@ impl Server {
         handle.watch_signals(signals)?;
         handle.wait()
     }
+}
+
+/// Each worker's sockets: `(listener index, socket, shared)`.
+type Dealt = Vec<(u8, OwnedFd, Share)>;
+
+/// Deals every listener's sockets out to `workers` workers.
+fn deal(listeners: &[Listener], workers: usize) -> Result<Vec<Dealt>> {
+    let mut dealt: Vec<Dealt> = (0..workers).map(|_| Vec::new()).collect();
+    for (index, l) in listeners.iter().enumerate() {
+        for (worker, sockets) in dealt.iter_mut().enumerate() {
+            let failed = |source| Error::Bind { addr: l.endpoint.clone(), source };
+            let mine = l.deal(worker, workers).map_err(failed)?;
+            sockets.extend(mine.into_iter().map(|(fd, share)| (index as u8, fd, share)));
+        }
+    }
+    Ok(dealt)
+}
+
+/// The first TCP endpoint's address.
+///
+/// # Panics
+/// If there is none.
+fn first_tcp<'a>(mut endpoints: impl Iterator<Item = &'a Endpoint>) -> SocketAddr {
+    endpoints
+        .find_map(Endpoint::tcp)
+        .expect("local_addr: the server listens on Unix sockets only (see endpoints)")
 }
 
 /// Installs the SIGINT/SIGTERM handlers; signals are held until watched.
@@ -372,7 +451,8 @@ struct WorkerThread {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     workers: Vec<WorkerThread>,
-    addr: SocketAddr,
+    /// Where it listens, in the order of [`Cx::listener`](crate::Cx::listener).
+    endpoints: Vec<Endpoint>,
     backend: Backend,
     /// The workers' `Sender<H::Message>`, typed again by `sender::<M>()`.
     sender: Arc<dyn std::any::Any + Send + Sync>,
@@ -400,9 +480,20 @@ impl ShutdownTrigger {
 }
 
 impl ServerHandle {
-    /// The address the server listens on.
+    /// The first TCP listener's address (with the port the kernel picked
+    /// for port 0).
+    ///
+    /// # Panics
+    /// If the server listens on Unix sockets only: see
+    /// [`ServerHandle::endpoints`].
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        first_tcp(self.endpoints.iter())
+    }
+
+    /// Every endpoint the server listens on, in the order of
+    /// [`Cx::listener`](crate::Cx::listener).
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
     }
 
     /// The backend the workers run on (`Auto` resolved).

@@ -32,7 +32,6 @@
 //! `epoll_wait` (zero timeout when there is already work) → reap.
 
 use std::io;
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +40,7 @@ use slab::Slab;
 
 use crate::accept::{self, Verdict};
 use crate::buf::{Chain, Pool};
-use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
+use crate::driver::{Driver, DriverStats, Event, ListenerId, Share, Token, Waker};
 use crate::sys;
 
 /// Switches of the epoll driver.
@@ -110,7 +109,7 @@ struct Conn {
 }
 
 struct Listener {
-    socket: TcpListener,
+    socket: OwnedFd,
     /// Accepting failed for lack of resources; retry at this instant.
     retry_at: Option<Instant>,
 }
@@ -517,12 +516,14 @@ impl Driver for Epoll {
         &mut self.pool
     }
 
-    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
+    fn listen(&mut self, listener: OwnedFd, _share: Share) -> io::Result<ListenerId> {
         let entry = self.listeners.vacant_entry();
         let key = entry.key();
         // EPOLLEXCLUSIVE: when workers share one listening socket (one
         // inherited through socket activation), a connection wakes one of
-        // them, not all. A worker's own SO_REUSEPORT socket is unaffected.
+        // them, not all; a worker busy outside `epoll_wait` is passed over,
+        // so the connections go to the workers that are free. A worker's
+        // own SO_REUSEPORT socket is unaffected.
         ctl(
             &self.epfd,
             libc::EPOLL_CTL_ADD,

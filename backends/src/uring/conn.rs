@@ -1,10 +1,10 @@
 //! Per-connection and per-listener state, and the `user_data` encoding that
 //! ties a completion back to its owner.
 
-use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 
 use crate::buf::Chain;
+use crate::driver::Share;
 
 /// Most iovecs one `sendmsg` SQE carries; the rest goes in the next one.
 pub(super) const MAX_IOV: usize = 64;
@@ -264,10 +264,13 @@ impl Conn {
 
 /// One listening socket.
 pub(super) struct Listener {
-    pub(super) socket: TcpListener,
+    pub(super) socket: OwnedFd,
+    /// Other workers accept on this socket too: accept one connection per
+    /// submission (see `Uring::arm_accepts`).
+    pub(super) shared: bool,
     /// Operations (accept, back-off timeout) whose final completion is outstanding.
     pub(super) ops: InFlight,
-    /// The multishot accept is armed.
+    /// The accept is armed.
     pub(super) armed: bool,
     /// A resource error was seen: wait before accepting again.
     pub(super) backoff: bool,
@@ -278,9 +281,10 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(socket: TcpListener) -> Listener {
+    pub(super) fn new(socket: OwnedFd, share: Share) -> Listener {
         Listener {
             socket,
+            shared: share == Share::Shared,
             ops: InFlight::default(),
             armed: false,
             backoff: false,

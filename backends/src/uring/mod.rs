@@ -2,8 +2,9 @@
 //!
 //! # How it keeps the [`Driver`] contract
 //!
-//! * **Accepts**: one multishot `ACCEPT` per listener. A completion without
-//!   `IORING_CQE_F_MORE` re-arms it at the next turn. An error that
+//! * **Accepts**: one multishot `ACCEPT` per listener, one-shot on a socket
+//!   other workers share ([`Share::Shared`]) so that they take turns. A
+//!   completion without `IORING_CQE_F_MORE` re-arms it at the next turn. An error that
 //!   concerns the listener (out of descriptors, a broken socket: see
 //!   [`accept`](crate::accept)) is reported as [`Event::AcceptError`]; the
 //!   accept is then re-armed only after a `TIMEOUT` of
@@ -78,7 +79,6 @@ mod submit;
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ use io_uring::{opcode, IoUring};
 use slab::Slab;
 
 use crate::buf::{Chain, Pool};
-use crate::driver::{Driver, DriverStats, Event, ListenerId, Token, Waker};
+use crate::driver::{Driver, DriverStats, Event, ListenerId, Share, Token, Waker};
 use crate::sys;
 
 use bufring::BufRing;
@@ -631,8 +631,8 @@ impl Driver for Uring {
         &mut self.pool
     }
 
-    fn listen(&mut self, listener: TcpListener) -> io::Result<ListenerId> {
-        let key = self.listeners.insert(Listener::new(listener));
+    fn listen(&mut self, listener: OwnedFd, share: Share) -> io::Result<ListenerId> {
+        let key = self.listeners.insert(Listener::new(listener, share));
         self.accepts.push(key);
         Ok(ListenerId(key as u32))
     }

@@ -129,10 +129,21 @@ impl Uring {
                 ))
             } else {
                 l.armed = true;
-                opcode::AcceptMulti::new(Fd(l.socket.as_raw_fd()))
-                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-                    .build()
-                    .user_data(user_data(Op::Accept, key, 0))
+                let fd = Fd(l.socket.as_raw_fd());
+                let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+                // A multishot accept keeps its place in the socket's wait
+                // queue, and the kernel wakes the first exclusive waiter:
+                // on a socket other workers share, one worker would take
+                // every connection. A one-shot accept re-queues behind the
+                // others after each connection, so they take turns.
+                if l.shared {
+                    opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                        .flags(flags)
+                        .build()
+                } else {
+                    opcode::AcceptMulti::new(fd).flags(flags).build()
+                }
+                .user_data(user_data(Op::Accept, key, 0))
             };
             op_started(&mut self.ops, Some(&mut l.ops));
             // SAFETY: the accept passes no address buffer; the timeout reads

@@ -107,7 +107,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         tracing::debug!(open = self.st.ios.len(), "shutting down");
         self.shutting_down = true;
         self.shutdown_deadline = Some(self.st.now + self.config.shutdown_grace);
-        for id in self.listeners.drain(..) {
+        for (id, _) in self.listeners.drain(..) {
             self.driver.unlisten(id);
         }
         let ids: Vec<ConnId> = self.st.ios.ids().collect();

@@ -22,6 +22,7 @@ const PARK_MAX: usize = 1024;
 impl<D: Driver, H: Handler> Worker<D, H> {
     pub(super) fn on_accept(
         &mut self,
+        listener: u8,
         fd: std::os::fd::OwnedFd,
         peer: Option<std::net::SocketAddr>,
     ) {
@@ -39,7 +40,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         };
         self.accepted += 1;
         self.counters.accepted += 1;
-        let id = self.st.ios.insert(ConnIo::new(Phase::Open, self.st.now_ms));
+        let mut io = ConnIo::new(Phase::Open, self.st.now_ms);
+        io.listener = listener;
+        let id = self.st.ios.insert(io);
         if let Some(peer) = peer {
             self.st.set_peer(id, peer);
         }

@@ -67,7 +67,8 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// What a new worker is given besides its driver and handler.
 pub(crate) struct WorkerParts {
     pub(crate) id: WorkerId,
-    pub(crate) listener: std::net::TcpListener,
+    /// Its sockets: `(listener index, socket, shared with other workers)`.
+    pub(crate) listeners: Vec<(u8, std::os::fd::OwnedFd, pollring_backends::Share)>,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Arc<WorkerStats>,
@@ -95,7 +96,8 @@ pub(crate) struct Worker<D: Driver, H: Handler> {
     max_conns: usize,
     /// Accepted connections open now (outbound ones are the handler's to bound).
     accepted: usize,
-    listeners: Vec<ListenerId>,
+    /// The driver's listeners, with the server's index of each.
+    listeners: Vec<(ListenerId, u8)>,
     events: Vec<Event>,
     /// Connections with new input this turn.
     data: Vec<ConnId>,
@@ -129,8 +131,11 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         parts: WorkerParts,
         sender: Sender<H::Message>,
     ) -> std::io::Result<Self> {
-        let WorkerParts { id, listener, config, shared, stats, offload } = parts;
-        let listeners = vec![driver.listen(listener)?];
+        let WorkerParts { id, listeners, config, shared, stats, offload } = parts;
+        let listeners = listeners
+            .into_iter()
+            .map(|(index, fd, share)| Ok((driver.listen(fd, share)?, index)))
+            .collect::<std::io::Result<_>>()?;
         sender.mailbox(id).set_waker(driver.waker());
         let now = Instant::now();
         let clock = Clock::new(now);
@@ -272,7 +277,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         match event {
             Event::Recv { token, buf } => self.on_recv(token, buf),
             Event::Sent { token, bytes } => self.on_sent(token, bytes),
-            Event::Accepted { fd, peer, .. } => self.on_accept(fd, peer),
+            Event::Accepted { listener, fd, peer } => {
+                let index = self.listeners.iter().find(|l| l.0 == listener).map_or(0, |l| l.1);
+                self.on_accept(index, fd, peer)
+            }
             Event::Eof { token } => self.on_eof(token),
             Event::Connected { token, result } => self.on_connected(token, result),
             Event::Error { token, error } => self.on_error(token, error),
