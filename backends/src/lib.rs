@@ -9,6 +9,7 @@
 //! * [`epoll`] — the edge-triggered epoll driver.
 //! * [`uring`] — the io_uring driver.
 //! * [`net`] — listener set-up shared by both.
+//! * [`handover`] — passing the listeners to a new process (restart).
 //! * [`accept`] — the accept-error policy shared by both.
 //! * [`thread`] — CPU pinning for per-core workers.
 //!
@@ -21,6 +22,7 @@ pub mod accept;
 pub mod buf;
 pub mod driver;
 pub mod epoll;
+pub mod handover;
 pub mod net;
 mod sys;
 pub mod thread;

@@ -64,27 +64,30 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// The listening sockets passed to this process by socket activation
 /// (systemd's `LISTEN_FDS` protocol): when `LISTEN_PID` names this process,
 /// descriptors 3 to 3 + `LISTEN_FDS` − 1, made non-blocking and
-/// close-on-exec, in the order passed. The variables are removed, so
-/// children do not see them.
-/// `None` when nothing was passed (or it was meant for another process),
-/// and on every call after the first that took them.
+/// close-on-exec, in the order passed, each with its name from
+/// `LISTEN_FDNAMES` (`"unknown"` where none is given). The variables are
+/// removed, so children do not see them. `None` when nothing was passed
+/// (or it was meant for another process), and on every call after the
+/// first that took them.
 ///
 /// # Errors
 /// `InvalidInput` for a malformed `LISTEN_FDS`, or a passed descriptor that
 /// is not a listening stream socket (TCP or Unix).
-pub fn inherited_listeners() -> io::Result<Option<Vec<OwnedFd>>> {
+pub fn inherited_listeners() -> io::Result<Option<Vec<(OwnedFd, String)>>> {
     let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok())
         == Some(std::process::id());
     if !for_us || TAKEN.swap(true, Ordering::AcqRel) {
         return Ok(None);
     }
     let count = std::env::var("LISTEN_FDS").unwrap_or_default();
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     let count: RawFd =
         count.trim().parse().map_err(|_| invalid(format!("LISTEN_FDS={count:?}")))?;
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(var);
     }
+    let mut names = names.split(':').filter(|n| !n.is_empty());
     let mut listeners = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count.max(0)) {
         // SAFETY: LISTEN_PID names this process, so the service manager
@@ -101,7 +104,8 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<OwnedFd>>> {
         }
         socket.set_cloexec(true)?;
         socket.set_nonblocking(true)?;
-        listeners.push(OwnedFd::from(socket));
+        let name = names.next().unwrap_or("unknown").to_owned();
+        listeners.push((OwnedFd::from(socket), name));
     }
     Ok((!listeners.is_empty()).then_some(listeners))
 }

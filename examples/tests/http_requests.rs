@@ -300,6 +300,23 @@ fn connection_close_honoured(backend: Backend) {
     eventually(IO_TIMEOUT, "connection closed on the server", || server.stats().connections == 0);
 }
 
+/// A shutdown (or a restart's drain) does not cut a keep-alive connection
+/// between requests: its next request is answered with `Connection: close`,
+/// then it closes; requests already pipelined are answered first.
+fn draining_answers_the_next_request_with_close(backend: Backend) {
+    let server = start(config(backend).shutdown_grace(Duration::from_secs(5)), |_| Http::new());
+    let mut idle = Client::connect(server.local_addr());
+    assert_eq!(idle.request(PLAINTEXT).header("connection"), None);
+    let trigger = server.trigger();
+    trigger.shutdown();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = idle.request(PLAINTEXT);
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert_eq!(r.body, b"Hello, World!");
+    idle.expect_eof();
+    server.wait().expect("clean stop once the connection is done");
+}
+
 fn half_closed_client_still_answered(backend: Backend) {
     let server = serve(backend);
     let mut c = Client::connect(server.local_addr());
@@ -366,6 +383,7 @@ on_both_backends!(
     smuggling_attempts_get_400,
     http10_closes_after_the_response,
     connection_close_honoured,
+    draining_answers_the_next_request_with_close,
     half_closed_client_still_answered,
     pipeline_flood_is_served_within_a_small_pool,
     many_keep_alive_clients,

@@ -232,7 +232,25 @@ fn garbage_never_takes_the_server_down(backend: Backend) {
     assert_eq!(Client::connect(server.addr()).cmd(&["PING"]), "+PONG\r\n");
 }
 
+/// A shutdown (or a restart's drain) closes a connection at a command
+/// boundary: the next command is answered, then the connection closes.
+fn draining_closes_after_the_next_reply(backend: Backend) {
+    let server = start(config(backend).shutdown_grace(Duration::from_secs(5)));
+    let mut c = Client::connect(server.addr());
+    assert_eq!(c.cmd(&["SET", "k", "v"]), "+OK\r\n");
+    server.handle.shutdown();
+    std::thread::sleep(Duration::from_millis(200));
+    // Half a command, then the rest: answered whole, then closed.
+    c.send(b"*2\r\n$3\r\nGET\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"$1\r\nk\r\n");
+    assert_eq!(c.reply(), b"$1\r\nv\r\n");
+    c.expect_closed();
+    server.handle.wait().expect("clean stop once the connection is done");
+}
+
 on_both_backends!(
+    draining_closes_after_the_next_reply,
     pipelined_requests_answered_in_order,
     request_split_byte_by_byte,
     values_spanning_many_buffers,

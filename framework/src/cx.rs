@@ -421,6 +421,12 @@ impl<'a, M: Send + 'static> Cx<'a, M> {
         self.st.peer(self.me)
     }
 
+    /// The server began a graceful shutdown: finish what the peer asked
+    /// for and close (see [`Handler::on_shutdown`](crate::Handler::on_shutdown)).
+    pub fn is_draining(&self) -> bool {
+        self.st.draining
+    }
+
     /// Which of the server's listeners accepted this connection: `0` for
     /// the one [`Server::bind`](crate::Server::bind) bound, then one more
     /// for each [`Server::also_listen`](crate::Server::also_listen), in

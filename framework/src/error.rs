@@ -59,6 +59,13 @@ pub enum Error {
     /// A worker thread panicked outside any handler callback.
     #[error("worker {0} panicked")]
     WorkerPanic(usize),
+    /// A restart ([`ServerHandle::restart`](crate::ServerHandle::restart),
+    /// `SIGUSR2`) did not happen: no new process serves. This one serves on.
+    #[error("restart failed: {0}")]
+    Restart(#[source] pollring_backends::handover::HandoverError),
+    /// A restart was asked of a server that is already stopping.
+    #[error("restart refused: the server is stopping")]
+    Stopping,
     /// SIGINT/SIGTERM handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),

@@ -143,6 +143,24 @@ pub trait Handler: 'static {
         let _ = (conn, cx, reason);
     }
 
+    /// The server began a graceful shutdown (SIGTERM,
+    /// [`ServerHandle::shutdown`](crate::ServerHandle::shutdown), a restart
+    /// handing over to a new process). With [`Drain::Close`], the default,
+    /// the connection closes once its output is written, at once if it has
+    /// none. A request–response protocol whose clients take a connection
+    /// closed while idle for an error (keep-alive HTTP clients that do not
+    /// retry, Redis clients) returns [`Drain::Finish`] and ends the
+    /// connection itself at its next message boundary: it answers the
+    /// request in flight or the next one, says so where the protocol can
+    /// (HTTP's `Connection: close`), and closes. [`Cx::is_draining`] is
+    /// true from now on. Whatever is still open when the grace period
+    /// ([`Config::shutdown_grace`](crate::Config::shutdown_grace)) ends is
+    /// closed.
+    fn on_shutdown(&mut self, conn: &mut Self::Conn, cx: &mut Cx<'_, Self::Message>) -> Drain {
+        let _ = (conn, cx);
+        Drain::Close
+    }
+
     /// A periodic call on the worker; return when to be called next
     /// (`None`: not until asked). First called when the worker starts. Any
     /// callback can ask for an earlier (or a new) tick with
@@ -151,4 +169,16 @@ pub trait Handler: 'static {
         let _ = cx;
         None
     }
+}
+
+/// What a connection does when the server begins a graceful shutdown
+/// ([`Handler::on_shutdown`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Drain {
+    /// Close once its output is written; at once if there is none.
+    #[default]
+    Close,
+    /// Stay open: the handler closes it at a boundary of its protocol
+    /// (within the grace period, after which it is closed anyway).
+    Finish,
 }

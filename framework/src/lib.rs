@@ -74,12 +74,15 @@ pub use config::{
 pub use cx::{ConnAddr, ConnId, ConnMut, ConnectError, Cx, Gone, Input, WorkerCx};
 pub use error::{Error, Result, UringError};
 pub use exporter::prometheus_text;
-pub use handler::{CloseReason, Handler};
+pub use handler::{CloseReason, Drain, Handler};
 pub use listen::Endpoint;
+pub use listen::METRICS_FD_NAME;
 pub use mailbox::{SendError, Sender};
 pub use metrics::{WorkerMetrics, CLOSE_REASONS};
 pub use offload::OffloadError;
-pub use server::{Server, ServerHandle, ShutdownTrigger, Stats, WorkerId, MAX_LISTENERS};
+pub use server::{
+    Server, ServerHandle, ShutdownTrigger, Stats, WorkerId, MAX_LISTENERS, RESTART_TIMEOUT,
+};
 pub use source::Source;
 pub use write::Writer;
 

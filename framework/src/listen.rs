@@ -102,6 +102,19 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
+/// The name (`LISTEN_FDNAMES`, systemd's `FileDescriptorName=`) of a passed
+/// socket that serves `GET /metrics` rather than the handler.
+pub const METRICS_FD_NAME: &str = "metrics";
+
+/// What socket activation passed.
+#[derive(Debug)]
+pub(crate) struct Inherited {
+    /// The handler's listeners, in the order passed.
+    pub(crate) listeners: Vec<Listener>,
+    /// The socket named [`METRICS_FD_NAME`], if one was.
+    pub(crate) metrics: Option<OwnedFd>,
+}
+
 /// One endpoint a server listens on, and its sockets: one per worker for
 /// TCP (`SO_REUSEPORT`), one for a Unix socket, or what socket activation
 /// passed.
@@ -130,23 +143,28 @@ impl Listener {
         }
     }
 
-    /// The listeners passed by socket activation: consecutive sockets bound
-    /// to the same endpoint (the `SO_REUSEPORT` group a restarting server
-    /// hands over) are one listener.
-    pub(crate) fn inherited() -> Result<Option<Vec<Listener>>> {
+    /// What socket activation passed, if anything: consecutive sockets
+    /// bound to the same endpoint (the `SO_REUSEPORT` group a restarting
+    /// server hands over) are one listener; a socket named
+    /// [`METRICS_FD_NAME`] is the `/metrics` endpoint's.
+    pub(crate) fn inherited() -> Result<Option<Inherited>> {
         let activation = |e: std::io::Error| Error::Config(format!("socket activation: {e}"));
         let Some(sockets) = net::inherited_listeners().map_err(activation)? else {
             return Ok(None);
         };
-        let mut listeners: Vec<Listener> = Vec::new();
-        for socket in sockets {
+        let mut passed = Inherited { listeners: Vec::new(), metrics: None };
+        for (socket, name) in sockets {
+            if name == METRICS_FD_NAME {
+                passed.metrics = Some(socket);
+                continue;
+            }
             let endpoint = Endpoint::of(&socket).map_err(activation)?;
-            match listeners.last_mut() {
+            match passed.listeners.last_mut() {
                 Some(last) if last.endpoint == endpoint => last.sockets.push(socket),
-                _ => listeners.push(Listener { endpoint, sockets: vec![socket] }),
+                _ => passed.listeners.push(Listener { endpoint, sockets: vec![socket] }),
             }
         }
-        Ok(Some(listeners))
+        Ok(Some(passed))
     }
 
     /// Worker `worker`'s sockets of this listener, of `workers` in all:

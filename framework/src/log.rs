@@ -4,7 +4,9 @@
 /// Installs a [`tracing`] subscriber that writes to stderr, filtered by
 /// `RUST_LOG` (`info` when it is unset or does not parse): the framework's
 /// warnings (an `Auto` backend falling back to epoll, a worker backing off
-/// accept errors) and errors (a handler that panicked) then show. Returns
+/// accept errors) and errors (a handler that panicked) then show. Colours
+/// only when stderr is a terminal (not in a file, a pipe or the journal).
+/// Returns
 /// `false`, changing nothing, if a global subscriber was installed already.
 ///
 /// # Examples
@@ -28,6 +30,7 @@ pub fn init() -> bool {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .is_ok()
 }

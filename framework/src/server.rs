@@ -4,18 +4,20 @@ use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use pollring_backends::buf::Pool;
 use pollring_backends::epoll::Epoll;
+use pollring_backends::handover::{self, Passed};
 use pollring_backends::uring::{self, Uring};
 use pollring_backends::{Driver, Share, Waker};
 
 use crate::error::{Error, Result};
 use crate::exporter::Exporter;
 use crate::handler::Handler;
-use crate::listen::{Endpoint, Listener};
+use crate::listen::{Endpoint, Listener, METRICS_FD_NAME};
 use crate::mailbox::Sender;
 use crate::offload::Offload;
 use crate::worker::{Worker, WorkerParts};
@@ -29,7 +31,23 @@ pub struct WorkerId(pub usize);
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
+    /// The listening sockets a restart hands over, until shutdown begins
+    /// (then they close, so that new connections are refused rather than
+    /// left in a backlog nobody accepts from).
+    handover: Mutex<Option<Handover>>,
 }
+
+/// The server's own copies of its listening sockets (the workers hold
+/// theirs).
+#[derive(Debug)]
+struct Handover {
+    listeners: Vec<Listener>,
+    metrics: Option<OwnedFd>,
+}
+
+/// How long a restart waits for the new process to serve before giving up
+/// (and killing it).
+pub const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counters one worker publishes once per turn.
 #[derive(Debug, Default)]
@@ -88,6 +106,9 @@ pub struct Server {
     inherited: bool,
     /// The `/metrics` endpoint's listener ([`Config::metrics_addr`]).
     metrics: Option<TcpListener>,
+    /// Started by a restart: the pipe that tells the old process this one
+    /// serves.
+    ready: Option<OwnedFd>,
 }
 
 /// The `/metrics` endpoint's listener, if [`Config::metrics_addr`] asks
@@ -140,7 +161,7 @@ impl Server {
         }
         let listener = Listener::bind(endpoint, config.workers.get(), config.backlog)?;
         let metrics = bind_metrics(&config)?;
-        Ok(Server { config, listeners: vec![listener], inherited: false, metrics })
+        Ok(Server { config, listeners: vec![listener], inherited: false, metrics, ready: None })
     }
 
     /// Listens on `endpoint` too: a public and an admin port, TCP and a
@@ -164,12 +185,14 @@ impl Server {
         Ok(self)
     }
 
-    /// The server made of the sockets passed by socket activation, if any.
+    /// The server made of the sockets passed by socket activation, if any
+    /// (a service manager's, or the old process's in a restart).
     fn activated(config: &Config) -> Result<Option<Server>> {
-        let Some(listeners) = Listener::inherited()? else { return Ok(None) };
-        if listeners.len() > MAX_LISTENERS {
+        let Some(passed) = Listener::inherited()? else { return Ok(None) };
+        let listeners = passed.listeners;
+        if listeners.is_empty() || listeners.len() > MAX_LISTENERS {
             return Err(Error::Config(format!(
-                "socket activation passed {} listeners; a server serves at most {MAX_LISTENERS}",
+                "socket activation passed {} listeners; a server serves 1 to {MAX_LISTENERS}",
                 listeners.len()
             )));
         }
@@ -177,8 +200,12 @@ impl Server {
             let (endpoint, sockets) = (&l.endpoint, l.sockets.len());
             tracing::info!(%endpoint, sockets, "serving the listening socket passed by socket activation");
         }
-        let metrics = bind_metrics(config)?;
-        Ok(Some(Server { config: config.clone(), listeners, inherited: true, metrics }))
+        let metrics = match passed.metrics {
+            Some(socket) => Some(TcpListener::from(socket)),
+            None => bind_metrics(config)?,
+        };
+        let ready = handover::take_ready_pipe();
+        Ok(Some(Server { config: config.clone(), listeners, inherited: true, metrics, ready }))
     }
 
     /// The first TCP listener's address (with the port the kernel picked
@@ -281,7 +308,9 @@ impl Server {
             let _ = handle.join_all();
             return Err(error);
         }
+        let mut metrics_copy = None;
         if let Some(listener) = self.metrics {
+            metrics_copy = listener.try_clone().ok().map(OwnedFd::from);
             let workers = handle.workers.iter().map(|w| w.stats.clone()).collect();
             let addr = match listener.local_addr() {
                 Ok(addr) => Endpoint::Tcp(addr),
@@ -299,11 +328,17 @@ impl Server {
         for endpoint in &handle.endpoints {
             tracing::info!(%endpoint, %backend, workers = handle.workers.len(), "serving");
         }
+        let handover = Handover { listeners: self.listeners, metrics: metrics_copy };
+        *lock(&handle.shared.handover) = Some(handover);
+        if let Some(pipe) = self.ready {
+            handover::announce_ready(pipe);
+        }
         Ok(handle)
     }
 
     /// [`Server::serve`], then stops gracefully on SIGINT or SIGTERM (a
-    /// second signal exits at once) and returns when every worker is done.
+    /// second signal exits at once), restarts without downtime on SIGUSR2
+    /// ([`ServerHandle::restart`]), and returns when every worker is done.
     ///
     /// # Errors
     /// As [`Server::serve`] and [`ServerHandle::wait`]; [`Error::Signals`] if
@@ -349,10 +384,47 @@ fn first_tcp<'a>(mut endpoints: impl Iterator<Item = &'a Endpoint>) -> SocketAdd
         .expect("local_addr: the server listens on Unix sockets only (see endpoints)")
 }
 
-/// Installs the SIGINT/SIGTERM handlers; signals are held until watched.
+/// Installs the SIGINT/SIGTERM/SIGUSR2 handlers; signals are held until
+/// watched.
 fn catch_signals() -> Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR2]).map_err(Error::Signals)
+}
+
+/// The handover's lock; a panic elsewhere while it was held leaves nothing
+/// half-done (it only holds descriptors).
+fn lock(handover: &Mutex<Option<Handover>>) -> std::sync::MutexGuard<'_, Option<Handover>> {
+    handover.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts a new process of this program with the listening sockets and
+/// waits until it serves; then begins this one's graceful shutdown.
+fn restart(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
+    // Copies, so the lock is not held while the new process starts (a
+    // shutdown meanwhile must not wait for it).
+    let (sockets, metrics) = {
+        let handover = lock(&shared.handover);
+        let Some(h) = handover.as_ref() else { return Err(Error::Stopping) };
+        let copy = |fd: &OwnedFd| fd.try_clone().map_err(handover::HandoverError::Spawn);
+        let sockets: Vec<OwnedFd> = h
+            .listeners
+            .iter()
+            .flat_map(|l| &l.sockets)
+            .map(copy)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::Restart)?;
+        let metrics = h.metrics.as_ref().map(copy).transpose().map_err(Error::Restart)?;
+        (sockets, metrics)
+    };
+    let passed: Vec<Passed<'_>> = sockets
+        .iter()
+        .map(|fd| Passed { fd, name: "listener" })
+        .chain(metrics.iter().map(|fd| Passed { fd, name: METRICS_FD_NAME }))
+        .collect();
+    let pid = handover::spawn_successor(&passed, RESTART_TIMEOUT).map_err(Error::Restart)?;
+    tracing::info!(pid, "restart: the new process serves; this one drains and exits");
+    trigger.shutdown();
+    Ok(pid)
 }
 
 /// Picks the backend for `Auto` and checks that `Uring` can start.
@@ -472,6 +544,7 @@ impl ShutdownTrigger {
     /// Begins a graceful shutdown: accepting stops, output drains for up to
     /// the configured grace period, then connections close.
     pub fn shutdown(&self) {
+        lock(&self.shared.handover).take();
         self.shared.stop.store(true, Ordering::Release);
         for waker in &self.wakers {
             let _ = waker.wake();
@@ -516,6 +589,24 @@ impl ServerHandle {
         }
     }
 
+    /// A zero-downtime restart: starts a new process of this program (its
+    /// `argv[0]`, so a binary replaced at that path is the one that runs)
+    /// with the same arguments and environment, hands it every listening
+    /// socket (systemd's `LISTEN_FDS` protocol, which [`Server::bind`]
+    /// takes up), waits until it serves (at most [`RESTART_TIMEOUT`]), then
+    /// begins this server's graceful shutdown: accepting stops, open
+    /// connections finish ([`Handler::on_shutdown`]). Connections waiting
+    /// in the listening sockets' backlogs are the new process's. Returns
+    /// the new process's id. `SIGUSR2` does this under [`Server::run`].
+    ///
+    /// # Errors
+    /// [`Error::Restart`] if the new process cannot start, exits, or does
+    /// not serve in time: this server serves on as before.
+    /// [`Error::Stopping`] once a shutdown has begun.
+    pub fn restart(&self) -> Result<u32> {
+        restart(&self.shared, &self.trigger())
+    }
+
     /// Begins a graceful shutdown (see [`ShutdownTrigger::shutdown`]).
     pub fn shutdown(&self) {
         self.trigger().shutdown();
@@ -548,7 +639,9 @@ impl ServerHandle {
     }
 
     /// Installs SIGINT/SIGTERM handlers: the first signal begins a graceful
-    /// shutdown, a second one exits the process at once (status 130).
+    /// shutdown, a second one exits the process at once (status 130). And
+    /// SIGUSR2: a zero-downtime restart ([`ServerHandle::restart`]); one
+    /// that fails is logged, and this process serves on.
     ///
     /// # Errors
     /// [`Error::Signals`] if the handlers cannot be installed.
@@ -559,11 +652,19 @@ impl ServerHandle {
     /// Runs the thread that turns caught signals into a shutdown.
     fn watch_signals(&self, mut signals: signal_hook::iterator::Signals) -> Result<()> {
         let trigger = self.trigger();
+        let shared = self.shared.clone();
         std::thread::Builder::new()
             .name("pollring-signals".into())
             .spawn(move || {
                 let mut seen = 0;
                 for signal in signals.forever() {
+                    if signal == signal_hook::consts::SIGUSR2 {
+                        tracing::info!("SIGUSR2: restarting");
+                        if let Err(error) = restart(&shared, &trigger) {
+                            tracing::error!(%error, "still serving");
+                        }
+                        continue;
+                    }
                     seen += 1;
                     if seen == 1 {
                         tracing::info!(signal, "stopping gracefully (signal again to force)");

@@ -58,6 +58,8 @@ pub(crate) struct WorkerState<M> {
     /// Jobs this worker's connections handed to the offload pool (a
     /// metric).
     pub(crate) offloaded: u64,
+    /// The server began a graceful shutdown ([`crate::Cx::is_draining`]).
+    pub(crate) draining: bool,
 }
 
 /// What a connection is linked to besides itself.

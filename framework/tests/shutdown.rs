@@ -6,7 +6,7 @@ mod util;
 use std::io::Write;
 use std::time::Duration;
 
-use pollring::{Backend, Cx, Handler};
+use pollring::{Backend, Cx, Drain, Handler};
 use util::*;
 
 const BLOB: usize = 8 << 20;
@@ -100,6 +100,55 @@ fn shutdown_does_not_stall_a_lingering_close(backend: Backend) {
     assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
 }
 
+/// Answers each `q` with `a`, or with `A` once the server drains, and then
+/// closes: it finishes its connections itself ([`Drain::Finish`]).
+struct Finishes;
+
+impl Handler for Finishes {
+    type Conn = ();
+    type Message = ();
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Cx<'_>) {
+        while cx.input().peek(1) == Some(b"q") {
+            cx.consume(1);
+            if cx.is_draining() {
+                cx.write(b"A");
+                cx.close();
+                return;
+            }
+            cx.write(b"a");
+        }
+    }
+    fn on_shutdown(&mut self, _conn: &mut (), _cx: &mut Cx<'_>) -> Drain {
+        Drain::Finish
+    }
+}
+
+fn a_finishing_handler_answers_once_more_then_closes(backend: Backend) {
+    let server = start(config(backend).shutdown_grace(Duration::from_millis(1500)), |_| Finishes);
+    let addr = server.local_addr();
+    let (mut asks, mut idle) = (connect(addr), connect(addr));
+    asks.write_all(b"q").unwrap();
+    assert_eq!(read_n(&mut asks, 1), b"a");
+    eventually(IO_TIMEOUT, "both registered", || server.stats().connections == 2);
+    let trigger = server.trigger();
+    trigger.shutdown();
+    // Not closed while idle between requests.
+    assert_silent(&mut asks, Duration::from_millis(300), "an idle connection left open");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "accepting stopped");
+    asks.write_all(b"q").unwrap();
+    let (rest, err) = read_to_end(&mut asks);
+    assert!(err.is_none(), "clean EOF expected, got {err:?}");
+    assert_eq!(rest, b"A", "the next request is answered, then the connection closes");
+    // One that never asks again is closed when the grace period ends.
+    let t = std::time::Instant::now();
+    let (rest, _) = read_to_end(&mut idle);
+    assert!(rest.is_empty());
+    assert!(t.elapsed() > Duration::from_millis(500), "closed at the grace period's end");
+    drop((asks, idle));
+    server.wait().expect("clean stop");
+}
+
 trait WaitAfterShutdown {
     fn wait_after_shutdown(self);
 }
@@ -115,4 +164,5 @@ on_both_backends!(
     graceful_shutdown_delivers_queued_output,
     shutdown_with_idle_connections_is_prompt,
     shutdown_does_not_stall_a_lingering_close,
+    a_finishing_handler_answers_once_more_then_closes,
 );

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pollring::{Handler, WorkerCx};
+use pollring::{Drain, Handler, WorkerCx};
 
 use super::date::DateCache;
 use super::parser::{BodyKind, Error, Limits, Parser, Progress, Request, RequestReader, Version};
@@ -150,6 +150,10 @@ impl Http {
             }
             pending.route = Route::Unavailable;
         }
+        if cx.is_draining() {
+            // The server stops: this is the connection's last answer.
+            pending.keep_alive = false;
+        }
         respond(cx, self.date.as_bytes(), &self.canned, pending, &conn.body);
         conn.body.clear();
         if conn.body.capacity() > KEEP_BODY_CAPACITY {
@@ -277,7 +281,10 @@ impl Handler for Http {
 
     /// A sleep is over: answer it, then the requests that waited behind it.
     fn on_message(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>, _slept: Slept) {
-        let Some(pending) = conn.sleeping.take() else { return };
+        let Some(mut pending) = conn.sleeping.take() else { return };
+        if cx.is_draining() {
+            pending.keep_alive = false;
+        }
         respond(cx, self.date.as_bytes(), &self.canned, pending, &[]);
         if !pending.keep_alive {
             cx.close();
@@ -285,6 +292,18 @@ impl Handler for Http {
         }
         cx.resume_recv();
         self.on_data(conn, cx);
+    }
+
+    /// The server stops (or restarts): a request already here, or the next
+    /// one, is answered with `Connection: close`, and the connection closes
+    /// after it; a keep-alive client never sees it close between requests.
+    /// An idle connection that sends nothing more is closed when the grace
+    /// period ends.
+    fn on_shutdown(&mut self, conn: &mut HttpConn, cx: &mut Cx<'_>) -> Drain {
+        if conn.sleeping.is_none() {
+            self.serve(conn, cx);
+        }
+        Drain::Finish
     }
 
     /// Output drained: requests left unanswered for the output budget are

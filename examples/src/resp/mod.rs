@@ -45,7 +45,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pollring::{Config, Cx, Handler, WorkerCx};
+use pollring::{Config, Cx, Drain, Handler, WorkerCx};
 
 pub use commands::{Flow, Session};
 pub use parser::{Limits, Parser, ProtocolError};
@@ -112,10 +112,18 @@ impl Handler for Resp {
 
     fn on_data(&mut self, conn: &mut Conn, cx: &mut Cx<'_>) {
         let now = cx.now();
+        let mut answered = false;
         loop {
             let len = match conn.parser.scan(cx.input().chunks()) {
                 Ok(Some(len)) => len,
-                Ok(None) => return,
+                Ok(None) => {
+                    // Draining: close at a command boundary, once the
+                    // commands that came are answered.
+                    if answered && cx.is_draining() && cx.input().is_empty() {
+                        cx.close();
+                    }
+                    return;
+                }
                 Err(error) => {
                     let msg = format!("ERR Protocol error: {error}");
                     reply::error(&mut cx.writer(), msg.as_bytes());
@@ -137,7 +145,7 @@ impl Handler for Resp {
                 }
             });
             match flow {
-                Some(Flow::Continue) => {}
+                Some(Flow::Continue) => answered = true,
                 Some(Flow::Close) => {
                     cx.close();
                     return;
@@ -151,6 +159,14 @@ impl Handler for Resp {
                 }
             }
         }
+    }
+
+    /// The server stops (or restarts): commands already here are answered,
+    /// and the connection closes after the reply to the last complete
+    /// command it sends, never between a command and its reply.
+    fn on_shutdown(&mut self, conn: &mut Conn, cx: &mut Cx<'_>) -> Drain {
+        self.on_data(conn, cx);
+        Drain::Finish
     }
 
     fn on_tick(&mut self, cx: &mut WorkerCx<'_>) -> Option<Duration> {

@@ -99,6 +99,16 @@ impl Client {
         String::from_utf8(self.reply()).expect("utf-8 reply")
     }
 
+    /// Expects the server to close the connection, with nothing more sent.
+    #[track_caller]
+    pub fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty(), "bytes before the close: {:?}", lossy(&rest)),
+            Err(e) => panic!("expected a clean close, got {e}"),
+        }
+    }
+
     /// Reads one complete reply, nested arrays included.
     #[track_caller]
     pub fn reply(&mut self) -> Vec<u8> {

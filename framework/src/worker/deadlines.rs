@@ -6,7 +6,7 @@ use pollring_backends::Driver;
 use super::Worker;
 use crate::conn::{Due, Flags};
 use crate::cx::{ConnId, ConnectError};
-use crate::handler::{CloseReason, Handler};
+use crate::handler::{CloseReason, Drain, Handler};
 use crate::lifecycle::Phase;
 use crate::timer::{Ms, Stamp};
 
@@ -101,17 +101,36 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
     }
 
-    /// Stops accepting; every connection closes once its output is out.
+    /// Stops accepting; every connection closes once its output is out,
+    /// or, if its handler asks to finish ([`Drain::Finish`]), when the
+    /// handler closes it.
     #[cold]
     pub(super) fn begin_shutdown(&mut self) {
         tracing::debug!(open = self.st.ios.len(), "shutting down");
         self.shutting_down = true;
+        self.st.draining = true;
         self.shutdown_deadline = Some(self.st.now + self.config.shutdown_grace);
         for (id, _) in self.listeners.drain(..) {
             self.driver.unlisten(id);
         }
         let ids: Vec<ConnId> = self.st.ios.ids().collect();
         for id in ids {
+            let open = self.st.ios.get(id).is_some_and(|io| {
+                !matches!(
+                    io.phase,
+                    Phase::Lingering { .. }
+                        | Phase::Closing(_)
+                        | Phase::Draining { .. }
+                        | Phase::Connecting { .. }
+                )
+            });
+            if open {
+                let mut drain = Drain::Close;
+                self.call(id, "on_shutdown", |h, conn, cx| drain = h.on_shutdown(conn, cx));
+                if drain == Drain::Finish {
+                    continue;
+                }
+            }
             let Some(io) = self.st.ios.get_mut(id) else { continue };
             let idle = io.pending_output() == 0
                 && io.input.is_empty()

@@ -161,6 +161,7 @@ impl<D: Driver, H: Handler> Worker<D, H> {
             sender,
             offload,
             offloaded: 0,
+            draining: false,
         };
         let mut worker = Worker {
             driver,
