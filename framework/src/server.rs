@@ -236,13 +236,58 @@ impl Server {
         F: Fn(WorkerId) -> H + Send + Sync + 'static,
     {
         let backend = resolve_backend(&self.config)?;
+        let factory = Arc::new(factory);
+        let mut handle = match self.start(backend, &factory) {
+            // The probe's small ring passed, the workers' rings did not
+            // (e.g. RLIMIT_MEMLOCK, which Linux 6.x charges them to):
+            // `Auto` falls back as it would have at the probe.
+            Err(error) if self.config.backend == Backend::Auto && is_uring_failure(&error) => {
+                tracing::warn!(%error, "io_uring workers cannot start; using epoll");
+                self.start(Backend::Epoll, &factory)?
+            }
+            started => started?,
+        };
+        let mut metrics_copy = None;
+        if let Some(listener) = self.metrics {
+            metrics_copy = listener.try_clone().ok().map(OwnedFd::from);
+            let workers = handle.workers.iter().map(|w| w.stats.clone()).collect();
+            let addr = match listener.local_addr() {
+                Ok(addr) => Endpoint::Tcp(addr),
+                Err(_) => handle.endpoints[0].clone(),
+            };
+            match Exporter::start(listener, workers) {
+                Ok(exporter) => handle.exporter = Some(exporter),
+                Err(source) => {
+                    handle.shutdown();
+                    let _ = handle.join_all();
+                    return Err(Error::Bind { addr, source });
+                }
+            }
+        }
+        for endpoint in &handle.endpoints {
+            tracing::info!(%endpoint, backend = %handle.backend, workers = handle.workers.len(), "serving");
+        }
+        let handover = Handover { listeners: self.listeners, metrics: metrics_copy };
+        *lock(&handle.shared.handover) = Some(handover);
+        if let Some(pipe) = self.ready {
+            handover::announce_ready(pipe);
+        }
+        Ok(handle)
+    }
+
+    /// Starts the workers on `backend`; returns once all serve, or stops
+    /// those that started if one cannot.
+    fn start<H, F>(&self, backend: Backend, factory: &Arc<F>) -> Result<ServerHandle>
+    where
+        H: Handler,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
         let endpoints: Vec<Endpoint> = self.listeners.iter().map(|l| l.endpoint.clone()).collect();
         let shared = Arc::new(Shared::default());
         let count = self.config.workers.get();
         let sender: Sender<H::Message> = Sender::new(count, self.config.mailbox_capacity);
         let offload =
             Arc::new(Offload::new(self.config.offload_threads, self.config.offload_queue));
-        let factory = Arc::new(factory);
         let cpus = pollring_backends::thread::allowed_cpus();
         let mut workers = Vec::new();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -307,31 +352,6 @@ impl Server {
             handle.shutdown();
             let _ = handle.join_all();
             return Err(error);
-        }
-        let mut metrics_copy = None;
-        if let Some(listener) = self.metrics {
-            metrics_copy = listener.try_clone().ok().map(OwnedFd::from);
-            let workers = handle.workers.iter().map(|w| w.stats.clone()).collect();
-            let addr = match listener.local_addr() {
-                Ok(addr) => Endpoint::Tcp(addr),
-                Err(_) => handle.endpoints[0].clone(),
-            };
-            match Exporter::start(listener, workers) {
-                Ok(exporter) => handle.exporter = Some(exporter),
-                Err(source) => {
-                    handle.shutdown();
-                    let _ = handle.join_all();
-                    return Err(Error::Bind { addr, source });
-                }
-            }
-        }
-        for endpoint in &handle.endpoints {
-            tracing::info!(%endpoint, %backend, workers = handle.workers.len(), "serving");
-        }
-        let handover = Handover { listeners: self.listeners, metrics: metrics_copy };
-        *lock(&handle.shared.handover) = Some(handover);
-        if let Some(pipe) = self.ready {
-            handover::announce_ready(pipe);
         }
         Ok(handle)
     }
@@ -425,6 +445,16 @@ fn restart(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
     tracing::info!(pid, "restart: the new process serves; this one drains and exits");
     trigger.shutdown();
     Ok(pid)
+}
+
+/// Whether `error` is an io_uring driver that could not start.
+fn is_uring_failure(error: &Error) -> bool {
+    match error {
+        Error::WorkerStart { source, .. } => {
+            source.get_ref().is_some_and(|inner| inner.is::<pollring_backends::uring::UringError>())
+        }
+        _ => false,
+    }
 }
 
 /// Picks the backend for `Auto` and checks that `Uring` can start.

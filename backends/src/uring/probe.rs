@@ -36,6 +36,13 @@ pub enum UringError {
     PermissionDenied,
     /// `io_uring_setup` failed with `ENOSYS`: the kernel has no io_uring.
     NotSupported,
+    /// `io_uring_setup` failed with `ENOMEM`: most often the locked-memory
+    /// limit (`RLIMIT_MEMLOCK`, shown in KiB), which recent kernels charge
+    /// a ring's memory to for a process without `CAP_IPC_LOCK`.
+    OutOfLockedMemory {
+        /// The soft limit in KiB, `None` if unlimited or unknown.
+        limit_kib: Option<u64>,
+    },
     /// The kernel lacks an opcode the driver needs (named).
     MissingOpcode(&'static str),
     /// The kernel lacks a feature the driver needs (named).
@@ -84,6 +91,17 @@ impl fmt::Display for UringError {
                 "this kernel has no io_uring (ENOSYS): it is too old or built without CONFIG_IO_URING; \
                  Linux 6.0 or newer is needed, or use the epoll backend"
             ),
+            UringError::OutOfLockedMemory { limit_kib } => {
+                let limit = limit_kib.map_or("unlimited".to_owned(), |k| format!("{k} KiB"));
+                write!(
+                    f,
+                    "io_uring_setup failed for want of memory (ENOMEM): Linux charges io_uring \
+                     rings to the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`, now {limit}) \
+                     of a process without CAP_IPC_LOCK, about 150 KiB per worker; raise it \
+                     (LimitMEMLOCK= in a systemd unit, --ulimit memlock in Docker) or use the \
+                     epoll backend"
+                )
+            }
             UringError::KernelTooOld { found: (major, minor) } => write!(
                 f,
                 "io_uring set-up refused by Linux {major}.{minor}: the driver needs Linux 6.0 or \
@@ -382,12 +400,21 @@ pub(super) fn build_ring(
 fn classify_setup_error(e: io::Error) -> UringError {
     match e.raw_os_error() {
         Some(libc::ENOSYS) => UringError::NotSupported,
+        Some(libc::ENOMEM) => UringError::OutOfLockedMemory { limit_kib: memlock_kib() },
         Some(libc::EPERM) | Some(libc::EACCES) => match sysctl_value() {
             Some(v) if v > 0 => UringError::DisabledBySysctl(v),
             _ => UringError::PermissionDenied,
         },
         _ => UringError::Setup { step: "io_uring_setup", source: e },
     }
+}
+
+/// This process's soft `RLIMIT_MEMLOCK` in KiB; `None` if unlimited.
+fn memlock_kib() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line["Max locked memory".len()..].split_whitespace().next()?;
+    soft.parse::<u64>().ok().map(|bytes| bytes / 1024)
 }
 
 /// The value of `kernel.io_uring_disabled`, if the kernel has that sysctl.
