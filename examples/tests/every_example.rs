@@ -1,7 +1,8 @@
 //! Every example binary, with `--workers 2`, on both backends, speaks its
 //! protocol to a real client (curl, redis-cli, a socket) when it listens on
 //! a Unix socket (`--addr unix:PATH`) and when systemd-socket-activate
-//! hands it its listening socket.
+//! hands it its listening socket; there its `/metrics` (curl, parsed with a
+//! Prometheus client parser) counts what it served.
 
 #[macro_use]
 mod util;
@@ -204,12 +205,43 @@ fn every_example_serves_a_unix_socket(backend: Backend) {
     }
 }
 
+/// `curl http://AT/metrics`, parsed with a Prometheus client parser: the
+/// sum over workers of the counter `name`.
+fn scraped(at: SocketAddr, name: &str) -> f64 {
+    let out = run_with_deadline(
+        Command::new(require("curl", "curl")).args([
+            "-s",
+            "--fail",
+            &format!("http://{at}/metrics"),
+        ]),
+        b"",
+        Duration::from_secs(15),
+    );
+    assert!(out.status.success(), "scraping {at}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the Prometheus text format");
+    let values: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(values.len(), 2, "{name} for each of 2 workers:\n{text}");
+    values.iter().sum()
+}
+
 fn every_example_serves_under_socket_activation(backend: Backend) {
     let activate = require("systemd-socket-activate", "systemd");
     let (_echo, echo_at) = upstream(backend);
     for name in EXAMPLES {
         let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let example = example(name, backend);
+        let metrics = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut example = example(name, backend);
+        example.args(["--metrics", &metrics.to_string()]);
         let mut cmd = Command::new(&activate);
         cmd.args(["-l", &addr.to_string()]).arg(example.get_program()).args(example.get_args());
         if name == "proxy" {
@@ -226,7 +258,11 @@ fn every_example_serves_under_socket_activation(backend: Backend) {
         let (_running, endpoint) = start(cmd, name);
         knock.join().unwrap();
         assert_eq!(endpoint, Endpoint::Tcp(addr), "{name} serves the passed socket");
+        let before = scraped(metrics, "pollring_received_bytes_total");
         speaks(name, &endpoint);
+        // Its metrics parse, and its counters rose with what it served.
+        assert!(scraped(metrics, "pollring_received_bytes_total") > before, "{name}");
+        assert!(scraped(metrics, "pollring_accepted_total") >= 2.0, "{name}");
     }
 }
 
