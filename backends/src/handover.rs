@@ -67,23 +67,32 @@ pub struct Passed<'a> {
 /// # Errors
 /// [`HandoverError`]: this process is unaffected either way.
 pub fn spawn_successor(sockets: &[Passed<'_>], limit: Duration) -> Result<u32, HandoverError> {
+    let deadline = Instant::now() + limit;
     let (read, write) = pipe().map_err(HandoverError::Spawn)?;
-    let plan = Plan::new(sockets, &write).map_err(HandoverError::Spawn)?;
+    let mut plan = Plan::new(sockets, &write).map_err(HandoverError::Spawn)?;
     let pid = plan.spawn().map_err(HandoverError::Spawn)?;
     // Only the new process holds the write end now: its exit is our EOF.
     drop(plan);
     drop(write);
-    match wait_ready(&read, limit) {
+    match wait_ready(&read, deadline) {
         Ok(true) => Ok(pid),
-        Ok(false) => Err(HandoverError::Exited { pid, status: reap(pid) }),
-        Err(_) => {
-            // SAFETY: `pid` is our child, not yet reaped, so the id still
-            // names it.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            reap(pid);
-            Err(HandoverError::TimedOut { pid, limit })
-        }
+        // The pipe closed without the byte: the process exited, or is
+        // about to (or closed the pipe and lives on: then it is killed
+        // at the deadline).
+        Ok(false) => match reap(pid, deadline) {
+            Some(status) => Err(HandoverError::Exited { pid, status }),
+            None => Err(kill(pid, limit)),
+        },
+        Err(()) => Err(kill(pid, limit)),
     }
+}
+
+/// Kills and reaps the child `pid`, which did not serve in time.
+fn kill(pid: u32, limit: Duration) -> HandoverError {
+    // SAFETY: `pid` is our child, not yet reaped, so the id still names it.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let _ = reap(pid, Instant::now() + Duration::from_secs(5));
+    HandoverError::TimedOut { pid, limit }
 }
 
 /// In the new process: the readiness pipe the old one passed, if this
@@ -99,13 +108,18 @@ pub fn take_ready_pipe() -> Option<OwnedFd> {
     let is_pipe = unsafe { libc::fstat(fd, &mut st) } == 0
         && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
         && fd >= FIRST_FD;
-    if !is_pipe {
+    // And one this process did not open itself: Rust opens everything
+    // close-on-exec, while a descriptor passed through exec is not.
+    // SAFETY: F_GETFD reads flags, no pointers.
+    let inherited = is_pipe && unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC == 0;
+    if !inherited {
         tracing::warn!(fd, "{READY_FD_VAR} names no pipe; ignored");
         return None;
     }
     // SAFETY: the old process passed this descriptor to this process for it
-    // to own (it is a pipe at the number the variable gives, which was
-    // removed so nothing else takes it).
+    // to own: a pipe at the number the variable gives, inherited through
+    // exec (not close-on-exec, so not opened by this process's Rust code),
+    // and the variable is removed so nothing else takes it.
     let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: F_SETFD on a descriptor we own, no pointers.
     let _ = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -130,8 +144,10 @@ struct Plan {
     /// `envp`, null-terminated; points into `env` and `listen_pid`.
     envp: Vec<*const libc::c_char>,
     _env: Vec<CString>,
-    /// `LISTEN_PID=` and room for the child to write its pid.
-    listen_pid: Box<[u8; 32]>,
+    /// `LISTEN_PID=` and room for the child to write its pid;
+    /// `listen_pid_at` points into it (taken once, with `as_mut_ptr`).
+    _listen_pid: Vec<u8>,
+    listen_pid_at: *mut u8,
     /// Copies of the sockets (and last the pipe), all numbered above the
     /// targets 3..3+n, so that moving each to its target clobbers none.
     sources: Vec<OwnedFd>,
@@ -160,8 +176,9 @@ impl Plan {
         env.push(CString::new(format!("LISTEN_FDS={n}"))?);
         env.push(CString::new(format!("LISTEN_FDNAMES={}", names.join(":")))?);
         env.push(CString::new(format!("{READY_FD_VAR}={}", FIRST_FD + n))?);
-        let mut listen_pid = Box::new([0u8; 32]);
+        let mut listen_pid = vec![0u8; 32];
         listen_pid[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        let listen_pid_at = listen_pid.as_mut_ptr();
         let above = FIRST_FD + n + 1;
         let sources = sockets
             .iter()
@@ -172,31 +189,61 @@ impl Plan {
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-        envp.push(listen_pid.as_ptr().cast());
+        envp.push(listen_pid_at.cast_const().cast());
         envp.push(std::ptr::null());
-        Ok(Plan { program, argv, _args: args, envp, _env: env, listen_pid, sources })
+        Ok(Plan {
+            program,
+            argv,
+            _args: args,
+            envp,
+            _env: env,
+            _listen_pid: listen_pid,
+            listen_pid_at,
+            sources,
+        })
     }
 
     /// Forks; the child moves the descriptors into place, writes its pid
     /// into `LISTEN_PID` and executes the program.
-    fn spawn(&self) -> io::Result<u32> {
-        let pid_at = self.listen_pid.as_ptr().cast_mut();
-        // SAFETY: the child below only calls async-signal-safe functions
-        // (sigprocmask, getpid, dup2, execve, _exit) and writes into memory
-        // allocated before the fork (`listen_pid`), so the locks other
-        // threads may have held at the fork do not matter.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
+    fn spawn(&mut self) -> io::Result<u32> {
+        let pid_at = self.listen_pid_at;
+        let last_signal = libc::SIGRTMAX();
+        // Signals stay blocked across the fork: the child must not run this
+        // process's handlers (signal-hook's would write to a pipe it shares
+        // with this process) before it resets them.
+        // SAFETY: an all-zero sigset_t is a valid value for sigfillset and
+        // pthread_sigmask to overwrite; both pointers are to locals.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut was: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `all` and `was` are valid sigset_t values.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut was);
         }
-        if pid > 0 {
-            return Ok(pid as u32);
+        // SAFETY: the child below only calls async-signal-safe functions
+        // (signal, sigemptyset, pthread_sigmask, getpid, dup2, execve,
+        // _exit) and writes into memory allocated before the fork
+        // (`listen_pid`), so the locks other threads may have held at the
+        // fork do not matter.
+        let pid = unsafe { libc::fork() };
+        if pid != 0 {
+            let error = io::Error::last_os_error();
+            // SAFETY: `was` is the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &was, std::ptr::null_mut()) };
+            return if pid < 0 { Err(error) } else { Ok(pid as u32) };
         }
         // SAFETY: in the child, as above: every pointer is to memory the
         // plan owns (`argv`, `envp` and the strings they point to, kept
-        // alive by `self`), and `pid_at` has 32 bytes of which
-        // `LISTEN_PID=` takes 11 and a pid at most 10 more and a NUL.
+        // alive by `self`), and `pid_at` points to 32 bytes of which
+        // `LISTEN_PID=` takes 11 and a pid at most 10 more and a NUL;
+        // nothing else reads or writes them in the child before execve.
         unsafe {
+            for signal in 1..=last_signal {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -273,8 +320,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Waits for the new process's byte: `Ok(true)` when it came, `Ok(false)`
 /// on end of file (the process is gone), `Err` on timeout.
-fn wait_ready(read: &OwnedFd, limit: Duration) -> Result<bool, ()> {
-    let deadline = Instant::now() + limit;
+fn wait_ready(read: &OwnedFd, deadline: Instant) -> Result<bool, ()> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -284,6 +330,9 @@ fn wait_ready(read: &OwnedFd, limit: Duration) -> Result<bool, ()> {
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: `poll` is one valid pollfd.
         let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(());
+        }
         if ready <= 0 {
             continue; // timeout (checked above) or EINTR
         }
@@ -296,21 +345,31 @@ fn wait_ready(read: &OwnedFd, limit: Duration) -> Result<bool, ()> {
     }
 }
 
-/// Waits for the child `pid` to exit; how it ended.
-fn reap(pid: u32) -> String {
+/// Waits until `deadline` for the child `pid` to exit; how it ended, or
+/// `None` if it still runs.
+fn reap(pid: u32, deadline: Instant) -> Option<String> {
     let mut status = 0;
-    // SAFETY: `status` is valid for writes; `pid` is our child.
-    let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-    if r < 0 {
-        return io::Error::last_os_error().to_string();
+    loop {
+        // SAFETY: `status` is valid for writes; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        if r < 0 {
+            return Some(io::Error::last_os_error().to_string());
+        }
+        if r > 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    if libc::WIFEXITED(status) {
+    Some(if libc::WIFEXITED(status) {
         format!("exit status {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
         format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
         format!("status {status:#x}")
-    }
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,7 +86,8 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<(OwnedFd, String)>>> {
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(var);
     }
-    let mut names = names.split(':').filter(|n| !n.is_empty());
+    // An empty name keeps its place: names pair with descriptors by position.
+    let mut names = names.split(':').filter(|_| !names.is_empty());
     let mut listeners = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count.max(0)) {
         // SAFETY: LISTEN_PID names this process, so the service manager
@@ -104,7 +104,7 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<(OwnedFd, String)>>> {
         }
         socket.set_cloexec(true)?;
         socket.set_nonblocking(true)?;
-        let name = names.next().unwrap_or("unknown").to_owned();
+        let name = names.next().filter(|n| !n.is_empty()).unwrap_or("unknown").to_owned();
         listeners.push((OwnedFd::from(socket), name));
     }
     Ok((!listeners.is_empty()).then_some(listeners))
@@ -121,8 +121,9 @@ pub fn inherited_listeners() -> io::Result<Option<Vec<(OwnedFd, String)>>> {
 /// Those above, and the error of `socket`, `bind` or `listen`.
 pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => {
+        Ok(meta) if meta.file_type().is_socket() => match probe_unix(path) {
+            // A connect that is taken or queued (EAGAIN: a full backlog).
+            Ok(()) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("a server listens on {}", path.display()),
@@ -143,6 +144,8 @@ pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    // Between the check above and this bind another process could do the
+    // same: run one server per path (a service manager, a lock file).
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
@@ -150,9 +153,22 @@ pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
+/// Whether something listens on the Unix socket at `path`: `Ok` if a
+/// non-blocking connect is taken or would wait (a full backlog),
+/// `ConnectionRefused` if nobody listens.
+fn probe_unix(path: &Path) -> io::Result<()> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::os::unix::net::UnixListener;
+    use std::os::unix::net::{UnixListener, UnixStream};
 
     use super::*;
 

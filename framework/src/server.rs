@@ -31,6 +31,8 @@ pub struct WorkerId(pub usize);
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
+    /// A restart is under way: one at a time.
+    restarting: AtomicBool,
     /// The listening sockets a restart hands over, until shutdown begins
     /// (then they close, so that new connections are refused rather than
     /// left in a backlog nobody accepts from).
@@ -292,6 +294,7 @@ impl Server {
         let mut workers = Vec::new();
         let (ready_tx, ready_rx) = mpsc::channel();
         let dealt = deal(&self.listeners, count)?;
+        let mut spawn_failure = None;
         for (i, listeners) in dealt.into_iter().enumerate() {
             let id = WorkerId(i);
             let stats = Arc::new(WorkerStats::default());
@@ -301,9 +304,8 @@ impl Server {
             let cpu =
                 self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
             let thread_stats = stats.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("pollring-{i}"))
-                .spawn(move || {
+            let thread =
+                std::thread::Builder::new().name(format!("pollring-{i}")).spawn(move || {
                     if let Some(cpu) = cpu {
                         if let Err(error) = pollring_backends::thread::pin_to_cpu(cpu) {
                             tracing::warn!(worker = i, cpu, %error, "cannot pin worker");
@@ -318,9 +320,17 @@ impl Server {
                         }),
                         _ => start.run(factory, |pool, c| Epoll::new(pool, &c.epoll)),
                     }
-                })
-                .map_err(|source| Error::WorkerStart { worker: i, source })?;
-            workers.push(WorkerThread { thread: Some(thread), waker: None, stats });
+                });
+            match thread {
+                Ok(thread) => {
+                    workers.push(WorkerThread { thread: Some(thread), waker: None, stats })
+                }
+                Err(source) => {
+                    // Those started are stopped below, like any failure.
+                    spawn_failure = Some(Error::WorkerStart { worker: i, source });
+                    break;
+                }
+            }
         }
         drop(ready_tx);
         let mut handle = ServerHandle {
@@ -335,7 +345,7 @@ impl Server {
         // Every worker reports exactly once, or drops its sender by panicking
         // (e.g. in the handler factory): wait for all before deciding, so a
         // failure stops every worker that did start.
-        let mut failure = None;
+        let mut failure = spawn_failure;
         let mut reported = 0;
         while let Ok((i, result)) = ready_rx.recv() {
             reported += 1;
@@ -420,6 +430,17 @@ fn lock(handover: &Mutex<Option<Handover>>) -> std::sync::MutexGuard<'_, Option<
 /// Starts a new process of this program with the listening sockets and
 /// waits until it serves; then begins this one's graceful shutdown.
 fn restart(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
+    if shared.restarting.swap(true, Ordering::AcqRel) {
+        let busy = std::io::Error::other("another restart is under way");
+        return Err(Error::Restart(handover::HandoverError::Spawn(busy)));
+    }
+    let result = hand_over(shared, trigger);
+    shared.restarting.store(false, Ordering::Release);
+    result
+}
+
+/// [`restart`], one at a time.
+fn hand_over(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
     // Copies, so the lock is not held while the new process starts (a
     // shutdown meanwhile must not wait for it).
     let (sockets, metrics) = {

@@ -115,38 +115,44 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         let ids: Vec<ConnId> = self.st.ios.ids().collect();
         for id in ids {
-            let open = self.st.ios.get(id).is_some_and(|io| {
-                !matches!(
-                    io.phase,
-                    Phase::Lingering { .. }
-                        | Phase::Closing(_)
-                        | Phase::Draining { .. }
-                        | Phase::Connecting { .. }
-                )
-            });
-            if open {
-                let mut drain = Drain::Close;
-                self.call(id, "on_shutdown", |h, conn, cx| drain = h.on_shutdown(conn, cx));
-                if drain == Drain::Finish {
-                    continue;
-                }
-            }
-            let Some(io) = self.st.ios.get_mut(id) else { continue };
-            let idle = io.pending_output() == 0
-                && io.input.is_empty()
-                && !io.flags.contains(Flags::PARKED);
-            match io.phase {
-                Phase::Lingering { .. } | Phase::Closing(_) => {}
-                // Idle (or not yet connected): no answer to protect, so no
-                // lingering either.
-                Phase::Connecting { .. } => self.close_now(id, CloseReason::Shutdown),
-                _ if idle => self.close_now(id, CloseReason::Shutdown),
-                _ => {
-                    io.phase.close(CloseReason::Shutdown);
-                    self.st.mark_dirty(id);
-                }
-            }
+            self.drain(id);
         }
         self.flush();
+    }
+
+    /// A connection meets the shutdown: its handler decides
+    /// ([`Handler::on_shutdown`]); by default it closes once its output is
+    /// out, at once if idle.
+    pub(super) fn drain(&mut self, id: ConnId) {
+        let open = self.st.ios.get(id).is_some_and(|io| {
+            !matches!(
+                io.phase,
+                Phase::Lingering { .. }
+                    | Phase::Closing(_)
+                    | Phase::Draining { .. }
+                    | Phase::Connecting { .. }
+            )
+        });
+        if open {
+            let mut drain = Drain::Close;
+            self.call(id, "on_shutdown", |h, conn, cx| drain = h.on_shutdown(conn, cx));
+            if drain == Drain::Finish {
+                return;
+            }
+        }
+        let Some(io) = self.st.ios.get_mut(id) else { return };
+        let idle =
+            io.pending_output() == 0 && io.input.is_empty() && !io.flags.contains(Flags::PARKED);
+        match io.phase {
+            Phase::Lingering { .. } | Phase::Closing(_) => {}
+            // Idle (or not yet connected): no answer to protect, so no
+            // lingering either.
+            Phase::Connecting { .. } => self.close_now(id, CloseReason::Shutdown),
+            _ if idle => self.close_now(id, CloseReason::Shutdown),
+            _ => {
+                io.phase.close(CloseReason::Shutdown);
+                self.st.mark_dirty(id);
+            }
+        }
     }
 }

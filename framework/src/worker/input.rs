@@ -26,7 +26,10 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         fd: std::os::fd::OwnedFd,
         peer: Option<std::net::SocketAddr>,
     ) {
-        if self.shutting_down || self.accepted >= self.max_conns {
+        // Accepted after shutdown began (an accept already in the kernel's
+        // hands when the listener was dropped): served like the others
+        // then, not reset, so a restart loses no connection.
+        if self.accepted >= self.max_conns {
             tracing::debug!(?peer, open = self.accepted, "connection refused: at the limit");
             drop(fd);
             return;
@@ -48,6 +51,9 @@ impl<D: Driver, H: Handler> Worker<D, H> {
         }
         self.bind_token(id, token);
         self.open(id);
+        if self.shutting_down {
+            self.drain(id);
+        }
     }
 
     /// Calls `on_open` for a connection that just became open (accepted, or
