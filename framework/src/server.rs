@@ -231,7 +231,11 @@ impl Server {
     /// # Errors
     /// [`Error::Uring`] when `Backend::Uring` cannot start (the message names
     /// the reason); [`Error::WorkerStart`] when a worker cannot create its
-    /// pool or driver. Workers already started are stopped again.
+    /// pool or driver. Workers already started are stopped again before
+    /// they serve anything. Under `Backend::Auto`, io_uring workers that
+    /// cannot set up their rings (the probe passed: e.g. `RLIMIT_MEMLOCK`,
+    /// see [`UringError`](crate::UringError)) are started again on epoll,
+    /// with a warning; `factory` is then called again for each worker.
     pub fn serve<H, F>(self, factory: F) -> Result<ServerHandle>
     where
         H: Handler,
@@ -295,12 +299,13 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel();
         let dealt = deal(&self.listeners, count)?;
         let mut spawn_failure = None;
+        let gate = Arc::new(Gate::default());
         for (i, listeners) in dealt.into_iter().enumerate() {
             let id = WorkerId(i);
             let stats = Arc::new(WorkerStats::default());
             let (config, shared, factory, ready) =
                 (self.config.clone(), shared.clone(), factory.clone(), ready_tx.clone());
-            let (sender, offload) = (sender.clone(), offload.clone());
+            let (sender, offload, gate) = (sender.clone(), offload.clone(), gate.clone());
             let cpu =
                 self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
             let thread_stats = stats.clone();
@@ -313,7 +318,7 @@ impl Server {
                     }
                     let parts =
                         WorkerParts { id, listeners, config, shared, stats: thread_stats, offload };
-                    let start = WorkerStart { parts, sender, ready };
+                    let start = WorkerStart { parts, sender, ready, gate };
                     match backend {
                         Backend::Uring => start.run(factory, |pool, c| {
                             Uring::new(pool, &c.uring).map_err(std::io::Error::other)
@@ -358,6 +363,7 @@ impl Server {
             let i = handle.workers.iter().position(|w| w.waker.is_none()).unwrap_or(0);
             failure = Some(Error::WorkerPanic(i));
         }
+        gate.decide(failure.is_none());
         if let Some(error) = failure {
             handle.shutdown();
             let _ = handle.join_all();
@@ -517,6 +523,33 @@ struct WorkerStart<M> {
     parts: WorkerParts,
     sender: Sender<M>,
     ready: mpsc::Sender<(usize, std::io::Result<Waker>)>,
+    gate: Arc<Gate>,
+}
+
+/// Holds the workers that started until all have: then every one runs, or
+/// none does (no handler callback runs, nothing accepted is served, for a
+/// start that fails, e.g. before `Auto` falls back to epoll).
+#[derive(Debug, Default)]
+struct Gate {
+    go: Mutex<Option<bool>>,
+    decided: std::sync::Condvar,
+}
+
+impl Gate {
+    fn decide(&self, go: bool) {
+        *self.go.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
+        self.decided.notify_all();
+    }
+
+    fn wait(&self) -> bool {
+        let mut go = self.go.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(go) = *go {
+                return go;
+            }
+            go = self.decided.wait(go).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 impl<M: Send + 'static> WorkerStart<M> {
@@ -532,7 +565,7 @@ impl<M: Send + 'static> WorkerStart<M> {
         H: Handler<Message = M>,
         F: Fn(WorkerId) -> H,
     {
-        let WorkerStart { parts, sender, ready } = self;
+        let WorkerStart { parts, sender, ready, gate } = self;
         let id = parts.id;
         let built = Pool::new(parts.config.buf_size, parts.config.buf_count)
             .and_then(|pool| driver(pool, &parts.config))
@@ -550,7 +583,11 @@ impl<M: Send + 'static> WorkerStart<M> {
         };
         let _ = ready.send((id.0, Ok(worker.waker())));
         drop(ready);
-        worker.run()
+        if gate.wait() {
+            worker.run()
+        } else {
+            Ok(())
+        }
     }
 }
 
