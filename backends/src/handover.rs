@@ -6,7 +6,7 @@
 //! `LISTEN_FDNAMES`), so the new one finds them with
 //! [`inherited_listeners`](crate::net::inherited_listeners). One more
 //! descriptor, named by [`READY_FD_VAR`], is a pipe the new process writes
-//! a byte to once it serves ([`announce_ready`]); [`spawn_successor`]
+//! a byte to once it serves ([`announce_ready`]); [`Successor::start`]
 //! returns then, or fails if the new process exits first or is not serving
 //! in time.
 
@@ -58,32 +58,55 @@ pub struct Passed<'a> {
     pub name: &'a str,
 }
 
-/// Starts this program again, with the same arguments and environment, and
-/// `sockets` passed as descriptors 3.. in order; waits up to `limit` until
-/// it serves. Returns its process id. The program is `argv[0]` as this
-/// process was started (a binary replaced at that path is the one that
-/// runs), looked up in `PATH` when it has no `/`.
-///
-/// # Errors
-/// [`HandoverError`]: this process is unaffected either way.
-pub fn spawn_successor(sockets: &[Passed<'_>], limit: Duration) -> Result<u32, HandoverError> {
-    let deadline = Instant::now() + limit;
-    let (read, write) = pipe().map_err(HandoverError::Spawn)?;
-    let mut plan = Plan::new(sockets, &write).map_err(HandoverError::Spawn)?;
-    let pid = plan.spawn().map_err(HandoverError::Spawn)?;
-    // Only the new process holds the write end now: its exit is our EOF.
-    drop(plan);
-    drop(write);
-    match wait_ready(&read, deadline) {
-        Ok(true) => Ok(pid),
-        // The pipe closed without the byte: the process exited, or is
-        // about to (or closed the pipe and lives on: then it is killed
-        // at the deadline).
-        Ok(false) => match reap(pid, deadline) {
-            Some(status) => Err(HandoverError::Exited { pid, status }),
-            None => Err(kill(pid, limit)),
-        },
-        Err(()) => Err(kill(pid, limit)),
+/// A new process of this program, ready to start: the sockets to pass are
+/// copied in [`Successor::prepare`], so the caller need not keep them
+/// while [`Successor::start`] waits for it to serve.
+#[derive(Debug)]
+pub struct Successor {
+    plan: Plan,
+    /// The readiness pipe: read here, written by the new process.
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Successor {
+    /// Prepares this program to start again, with the same arguments and
+    /// environment, and `sockets` passed as descriptors 3.. in order. The
+    /// program is `argv[0]` as this process was started (a binary replaced
+    /// at that path is the one that runs), looked up in `PATH` when it has
+    /// no `/`.
+    ///
+    /// # Errors
+    /// [`HandoverError::Spawn`]: copying a descriptor, finding the program.
+    pub fn prepare(sockets: &[Passed<'_>]) -> Result<Successor, HandoverError> {
+        let (read, write) = pipe().map_err(HandoverError::Spawn)?;
+        let plan = Plan::new(sockets, &write).map_err(HandoverError::Spawn)?;
+        Ok(Successor { plan, read, write })
+    }
+
+    /// Starts it and waits up to `limit` until it serves. Returns its
+    /// process id.
+    ///
+    /// # Errors
+    /// [`HandoverError`]: this process is unaffected either way.
+    pub fn start(self, limit: Duration) -> Result<u32, HandoverError> {
+        let deadline = Instant::now() + limit;
+        let Successor { mut plan, read, write } = self;
+        let pid = plan.spawn().map_err(HandoverError::Spawn)?;
+        // Only the new process holds the write end now: its exit is our EOF.
+        drop(plan);
+        drop(write);
+        match wait_ready(&read, deadline) {
+            Ok(true) => Ok(pid),
+            // The pipe closed without the byte: the process exited, or is
+            // about to (or closed the pipe and lives on: then it is killed
+            // at the deadline).
+            Ok(false) => match reap(pid, deadline) {
+                Some(status) => Err(HandoverError::Exited { pid, status }),
+                None => Err(kill(pid, limit)),
+            },
+            Err(()) => Err(kill(pid, limit)),
+        }
     }
 }
 
@@ -96,7 +119,7 @@ fn kill(pid: u32, limit: Duration) -> HandoverError {
 }
 
 /// In the new process: the readiness pipe the old one passed, if this
-/// process was started by [`spawn_successor`]. The variable is removed.
+/// process was started by [`Successor::start`]. The variable is removed.
 pub fn take_ready_pipe() -> Option<OwnedFd> {
     let fd: RawFd = std::env::var(READY_FD_VAR).ok()?.parse().ok()?;
     std::env::remove_var(READY_FD_VAR);
@@ -136,6 +159,7 @@ pub fn announce_ready(pipe: OwnedFd) {
 
 /// Everything the child needs, built before `fork`: after it, the child
 /// only calls functions that are async-signal-safe (no allocation).
+#[derive(Debug)]
 struct Plan {
     program: CString,
     /// `argv`, null-terminated; points into `args`.

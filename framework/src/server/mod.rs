@@ -1,27 +1,30 @@
-//! Starting, observing and stopping a server.
+//! Starting, observing and stopping a server. Starting the workers is in
+//! `start.rs`, restarting and the signals in `restart.rs`.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use pollring_backends::buf::Pool;
-use pollring_backends::epoll::Epoll;
-use pollring_backends::handover::{self, Passed};
-use pollring_backends::uring::{self, Uring};
-use pollring_backends::{Driver, Share, Waker};
+use pollring_backends::handover;
+use pollring_backends::Waker;
 
 use crate::error::{Error, Result};
 use crate::exporter::Exporter;
 use crate::handler::Handler;
-use crate::listen::{Endpoint, Listener, METRICS_FD_NAME};
+use crate::listen::{Endpoint, Listener};
 use crate::mailbox::Sender;
 use crate::offload::Offload;
-use crate::worker::{Worker, WorkerParts};
 use crate::{Backend, Config};
+
+mod restart;
+mod start;
+
+pub use restart::RESTART_TIMEOUT;
+use restart::{catch_signals, lock, Handover};
+use start::{is_uring_failure, resolve_backend};
 
 /// Identifies a worker thread: `0..config.workers`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,18 +41,6 @@ pub(crate) struct Shared {
     /// left in a backlog nobody accepts from).
     handover: Mutex<Option<Handover>>,
 }
-
-/// The server's own copies of its listening sockets (the workers hold
-/// theirs).
-#[derive(Debug)]
-struct Handover {
-    listeners: Vec<Listener>,
-    metrics: Option<OwnedFd>,
-}
-
-/// How long a restart waits for the new process to serve before giving up
-/// (and killing it).
-pub const RESTART_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counters one worker publishes once per turn.
 #[derive(Debug, Default)]
@@ -136,10 +127,7 @@ impl Server {
     /// `LISTEN_FDS` is malformed or names something other than a listening
     /// stream socket.
     pub fn bind(addr: impl ToSocketAddrs + fmt::Debug, config: Config) -> Result<Server> {
-        if let Some(server) = Server::activated(&config)? {
-            return Ok(server);
-        }
-        Server::bind_to(&Endpoint::resolve(addr)?, config)
+        Server::activated_or(config, || Endpoint::resolve(addr))
     }
 
     /// Listens on `endpoint`: a TCP address (one `SO_REUSEPORT` socket per
@@ -158,10 +146,16 @@ impl Server {
     /// # Errors
     /// As [`Server::bind`].
     pub fn bind_to(endpoint: &Endpoint, config: Config) -> Result<Server> {
+        Server::activated_or(config, || Ok(endpoint.clone()))
+    }
+
+    /// The sockets passed by socket activation if there are any; otherwise
+    /// `endpoint`, bound (resolved only then).
+    fn activated_or(config: Config, endpoint: impl FnOnce() -> Result<Endpoint>) -> Result<Server> {
         if let Some(server) = Server::activated(&config)? {
             return Ok(server);
         }
-        let listener = Listener::bind(endpoint, config.workers.get(), config.backlog)?;
+        let listener = Listener::bind(&endpoint()?, config.workers.get(), config.backlog)?;
         let metrics = bind_metrics(&config)?;
         Ok(Server { config, listeners: vec![listener], inherited: false, metrics, ready: None })
     }
@@ -281,97 +275,6 @@ impl Server {
         Ok(handle)
     }
 
-    /// Starts the workers on `backend`; returns once all serve, or stops
-    /// those that started if one cannot.
-    fn start<H, F>(&self, backend: Backend, factory: &Arc<F>) -> Result<ServerHandle>
-    where
-        H: Handler,
-        F: Fn(WorkerId) -> H + Send + Sync + 'static,
-    {
-        let endpoints: Vec<Endpoint> = self.listeners.iter().map(|l| l.endpoint.clone()).collect();
-        let shared = Arc::new(Shared::default());
-        let count = self.config.workers.get();
-        let sender: Sender<H::Message> = Sender::new(count, self.config.mailbox_capacity);
-        let offload =
-            Arc::new(Offload::new(self.config.offload_threads, self.config.offload_queue));
-        let cpus = pollring_backends::thread::allowed_cpus();
-        let mut workers = Vec::new();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let dealt = deal(&self.listeners, count)?;
-        let mut spawn_failure = None;
-        let gate = Arc::new(Gate::default());
-        for (i, listeners) in dealt.into_iter().enumerate() {
-            let id = WorkerId(i);
-            let stats = Arc::new(WorkerStats::default());
-            let (config, shared, factory, ready) =
-                (self.config.clone(), shared.clone(), factory.clone(), ready_tx.clone());
-            let (sender, offload, gate) = (sender.clone(), offload.clone(), gate.clone());
-            let cpu =
-                self.config.pin_cpus.then(|| cpus.get(i % cpus.len().max(1)).copied()).flatten();
-            let thread_stats = stats.clone();
-            let thread =
-                std::thread::Builder::new().name(format!("pollring-{i}")).spawn(move || {
-                    if let Some(cpu) = cpu {
-                        if let Err(error) = pollring_backends::thread::pin_to_cpu(cpu) {
-                            tracing::warn!(worker = i, cpu, %error, "cannot pin worker");
-                        }
-                    }
-                    let parts =
-                        WorkerParts { id, listeners, config, shared, stats: thread_stats, offload };
-                    let start = WorkerStart { parts, sender, ready, gate };
-                    match backend {
-                        Backend::Uring => start.run(factory, |pool, c| {
-                            Uring::new(pool, &c.uring).map_err(std::io::Error::other)
-                        }),
-                        _ => start.run(factory, |pool, c| Epoll::new(pool, &c.epoll)),
-                    }
-                });
-            match thread {
-                Ok(thread) => {
-                    workers.push(WorkerThread { thread: Some(thread), waker: None, stats })
-                }
-                Err(source) => {
-                    // Those started are stopped below, like any failure.
-                    spawn_failure = Some(Error::WorkerStart { worker: i, source });
-                    break;
-                }
-            }
-        }
-        drop(ready_tx);
-        let mut handle = ServerHandle {
-            shared,
-            workers,
-            endpoints,
-            backend,
-            sender: Arc::new(sender),
-            offload,
-            exporter: None,
-        };
-        // Every worker reports exactly once, or drops its sender by panicking
-        // (e.g. in the handler factory): wait for all before deciding, so a
-        // failure stops every worker that did start.
-        let mut failure = spawn_failure;
-        let mut reported = 0;
-        while let Ok((i, result)) = ready_rx.recv() {
-            reported += 1;
-            match result {
-                Ok(waker) => handle.workers[i].waker = Some(waker),
-                Err(source) => failure = failure.or(Some(Error::WorkerStart { worker: i, source })),
-            }
-        }
-        if reported < handle.workers.len() && failure.is_none() {
-            let i = handle.workers.iter().position(|w| w.waker.is_none()).unwrap_or(0);
-            failure = Some(Error::WorkerPanic(i));
-        }
-        gate.decide(failure.is_none());
-        if let Some(error) = failure {
-            handle.shutdown();
-            let _ = handle.join_all();
-            return Err(error);
-        }
-        Ok(handle)
-    }
-
     /// [`Server::serve`], then stops gracefully on SIGINT or SIGTERM (a
     /// second signal exits at once), restarts without downtime on SIGUSR2
     /// ([`ServerHandle::restart`]), and returns when every worker is done.
@@ -394,22 +297,6 @@ impl Server {
     }
 }
 
-/// Each worker's sockets: `(listener index, socket, shared)`.
-type Dealt = Vec<(u8, OwnedFd, Share)>;
-
-/// Deals every listener's sockets out to `workers` workers.
-fn deal(listeners: &[Listener], workers: usize) -> Result<Vec<Dealt>> {
-    let mut dealt: Vec<Dealt> = (0..workers).map(|_| Vec::new()).collect();
-    for (index, l) in listeners.iter().enumerate() {
-        for (worker, sockets) in dealt.iter_mut().enumerate() {
-            let failed = |source| Error::Bind { addr: l.endpoint.clone(), source };
-            let mine = l.deal(worker, workers).map_err(failed)?;
-            sockets.extend(mine.into_iter().map(|(fd, share)| (index as u8, fd, share)));
-        }
-    }
-    Ok(dealt)
-}
-
 /// The first TCP endpoint's address.
 ///
 /// # Panics
@@ -418,183 +305,6 @@ fn first_tcp<'a>(mut endpoints: impl Iterator<Item = &'a Endpoint>) -> SocketAdd
     endpoints
         .find_map(Endpoint::tcp)
         .expect("local_addr: the server listens on Unix sockets only (see endpoints)")
-}
-
-/// Installs the SIGINT/SIGTERM/SIGUSR2 handlers; signals are held until
-/// watched.
-fn catch_signals() -> Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
-    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR2]).map_err(Error::Signals)
-}
-
-/// The handover's lock; a panic elsewhere while it was held leaves nothing
-/// half-done (it only holds descriptors).
-fn lock(handover: &Mutex<Option<Handover>>) -> std::sync::MutexGuard<'_, Option<Handover>> {
-    handover.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Starts a new process of this program with the listening sockets and
-/// waits until it serves; then begins this one's graceful shutdown.
-fn restart(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
-    if shared.restarting.swap(true, Ordering::AcqRel) {
-        let busy = std::io::Error::other("another restart is under way");
-        return Err(Error::Restart(handover::HandoverError::Spawn(busy)));
-    }
-    let result = hand_over(shared, trigger);
-    shared.restarting.store(false, Ordering::Release);
-    result
-}
-
-/// [`restart`], one at a time.
-fn hand_over(shared: &Shared, trigger: &ShutdownTrigger) -> Result<u32> {
-    // Copies, so the lock is not held while the new process starts (a
-    // shutdown meanwhile must not wait for it).
-    let (sockets, metrics) = {
-        let handover = lock(&shared.handover);
-        let Some(h) = handover.as_ref() else { return Err(Error::Stopping) };
-        let copy = |fd: &OwnedFd| fd.try_clone().map_err(handover::HandoverError::Spawn);
-        let sockets: Vec<OwnedFd> = h
-            .listeners
-            .iter()
-            .flat_map(|l| &l.sockets)
-            .map(copy)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(Error::Restart)?;
-        let metrics = h.metrics.as_ref().map(copy).transpose().map_err(Error::Restart)?;
-        (sockets, metrics)
-    };
-    let passed: Vec<Passed<'_>> = sockets
-        .iter()
-        .map(|fd| Passed { fd, name: "listener" })
-        .chain(metrics.iter().map(|fd| Passed { fd, name: METRICS_FD_NAME }))
-        .collect();
-    let pid = handover::spawn_successor(&passed, RESTART_TIMEOUT).map_err(Error::Restart)?;
-    tracing::info!(pid, "restart: the new process serves; this one drains and exits");
-    trigger.shutdown();
-    Ok(pid)
-}
-
-/// Whether `error` is an io_uring driver that could not start.
-fn is_uring_failure(error: &Error) -> bool {
-    match error {
-        Error::WorkerStart { source, .. } => {
-            source.get_ref().is_some_and(|inner| inner.is::<pollring_backends::uring::UringError>())
-        }
-        _ => false,
-    }
-}
-
-/// Picks the backend for `Auto` and checks that `Uring` can start.
-fn resolve_backend(config: &Config) -> Result<Backend> {
-    match config.backend {
-        Backend::Epoll => Ok(Backend::Epoll),
-        Backend::Uring => probe_uring(config).map(|()| Backend::Uring).map_err(Error::Uring),
-        _ => match probe_uring(config) {
-            Ok(()) => Ok(Backend::Uring),
-            // A mistake in the configuration is an error on every backend:
-            // falling back would hide it until io_uring is asked for.
-            Err(reason @ pollring_backends::uring::UringError::InvalidConfig(_)) => {
-                Err(Error::Uring(reason))
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "io_uring unavailable; using epoll");
-                Ok(Backend::Epoll)
-            }
-        },
-    }
-}
-
-/// Runs the io_uring probe on a short-lived thread of its own. The probe's
-/// ring is torn down by the kernel asynchronously, with task work queued to
-/// the thread that created it; on the caller's thread that work interrupts
-/// blocking socket calls that have a timeout (they fail with `EINTR`).
-fn probe_uring(config: &Config) -> Result<(), pollring_backends::uring::UringError> {
-    std::thread::scope(|s| {
-        s.spawn(|| uring::probe(&config.uring)).join().unwrap_or_else(|_| {
-            Err(pollring_backends::uring::UringError::Setup {
-                step: "probing io_uring",
-                source: std::io::Error::other("the probe panicked"),
-            })
-        })
-    })
-}
-
-struct WorkerStart<M> {
-    parts: WorkerParts,
-    sender: Sender<M>,
-    ready: mpsc::Sender<(usize, std::io::Result<Waker>)>,
-    gate: Arc<Gate>,
-}
-
-/// Holds the workers that started until all have: then every one runs, or
-/// none does (no handler callback runs, nothing accepted is served, for a
-/// start that fails, e.g. before `Auto` falls back to epoll).
-#[derive(Debug, Default)]
-struct Gate {
-    go: Mutex<Option<bool>>,
-    decided: std::sync::Condvar,
-}
-
-impl Gate {
-    fn decide(&self, go: bool) {
-        *self.go.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
-        self.decided.notify_all();
-    }
-
-    fn wait(&self) -> bool {
-        let mut go = self.go.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(go) = *go {
-                return go;
-            }
-            go = self.decided.wait(go).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-impl<M: Send + 'static> WorkerStart<M> {
-    /// Builds the pool, driver and handler on this thread, reports readiness,
-    /// then runs the worker loop.
-    fn run<D, H, F>(
-        self,
-        factory: Arc<F>,
-        driver: impl FnOnce(Box<Pool>, &Config) -> std::io::Result<D>,
-    ) -> std::io::Result<()>
-    where
-        D: Driver,
-        H: Handler<Message = M>,
-        F: Fn(WorkerId) -> H,
-    {
-        let WorkerStart { parts, sender, ready, gate } = self;
-        let id = parts.id;
-        let built = Pool::new(parts.config.buf_size, parts.config.buf_count)
-            .and_then(|pool| driver(pool, &parts.config))
-            .and_then(|driver| {
-                let handler = factory(id);
-                Worker::new(driver, handler, parts, sender)
-            });
-        let worker = match built {
-            Ok(worker) => worker,
-            Err(error) => {
-                let copy = std::io::Error::new(error.kind(), error.to_string());
-                let _ = ready.send((id.0, Err(error)));
-                return Err(copy);
-            }
-        };
-        let _ = ready.send((id.0, Ok(worker.waker())));
-        drop(ready);
-        if gate.wait() {
-            worker.run()
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl<D: Driver, H: Handler> Worker<D, H> {
-    fn waker(&self) -> Waker {
-        self.driver_ref().waker()
-    }
 }
 
 #[derive(Debug)]
@@ -692,7 +402,7 @@ impl ServerHandle {
     /// not serve in time: this server serves on as before.
     /// [`Error::Stopping`] once a shutdown has begun.
     pub fn restart(&self) -> Result<u32> {
-        restart(&self.shared, &self.trigger())
+        restart::restart(&self.shared, &self.trigger())
     }
 
     /// Begins a graceful shutdown (see [`ShutdownTrigger::shutdown`]).
@@ -737,34 +447,10 @@ impl ServerHandle {
         self.watch_signals(catch_signals()?)
     }
 
-    /// Runs the thread that turns caught signals into a shutdown.
-    fn watch_signals(&self, mut signals: signal_hook::iterator::Signals) -> Result<()> {
-        let trigger = self.trigger();
-        let shared = self.shared.clone();
-        std::thread::Builder::new()
-            .name("pollring-signals".into())
-            .spawn(move || {
-                let mut seen = 0;
-                for signal in signals.forever() {
-                    if signal == signal_hook::consts::SIGUSR2 {
-                        tracing::info!("SIGUSR2: restarting");
-                        if let Err(error) = restart(&shared, &trigger) {
-                            tracing::error!(%error, "still serving");
-                        }
-                        continue;
-                    }
-                    seen += 1;
-                    if seen == 1 {
-                        tracing::info!(signal, "stopping gracefully (signal again to force)");
-                        trigger.shutdown();
-                    } else {
-                        tracing::warn!(signal, "second signal: exiting now");
-                        std::process::exit(130);
-                    }
-                }
-            })
-            .map_err(Error::Signals)?;
-        Ok(())
+    /// Runs the thread that turns caught signals into a shutdown or a
+    /// restart.
+    fn watch_signals(&self, signals: signal_hook::iterator::Signals) -> Result<()> {
+        restart::watch(signals, self.trigger(), self.shared.clone())
     }
 
     /// Waits until every worker has stopped (after a shutdown).
