@@ -65,17 +65,10 @@ fn echo_with_little_locked_memory(backend: &str) -> (Option<i32>, Vec<String>) {
     }
     // A server exits by itself once it failed to start; one that serves
     // is stopped here.
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(2) {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(2)).unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().unwrap()
+    });
     let _ = std::fs::remove_dir_all(&dir);
     (status.code(), lines)
 }

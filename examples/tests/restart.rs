@@ -69,22 +69,6 @@ fn wait_for(lines: &mpsc::Receiver<String>, marker: &str, limit: Duration) -> St
     panic!("no line with {marker:?} within {limit:?}; saw {seen:#?}")
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
-    assert!(ok.success(), "kill {sig} {pid}");
-}
-
-fn exited_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 /// `GET /plaintext` answers 200.
 fn serves(addr: SocketAddr) -> bool {
     let mut c = Client::connect(addr);
@@ -124,7 +108,7 @@ fn sigusr2_under_load_loses_nothing(backend: Backend) {
         .unwrap_or_else(|| panic!("no request count:\n{stdout}"));
     assert!(requests > 1000, "{requests} requests:\n{stdout}");
 
-    let status = exited_within(&mut old, Duration::from_secs(10)).expect("the old process exits");
+    let status = wait_exit(&mut old, Duration::from_secs(10)).expect("the old process exits");
     assert!(status.success(), "the old process exited with {status}");
     assert!(Path::new(&format!("/proc/{new_pid}")).exists(), "the new process runs");
     assert!(serves(addr), "the new process serves the port");
@@ -150,12 +134,12 @@ fn a_new_binary_that_exits_leaves_the_old_one_serving(backend: Backend) {
     signal(old.id(), "-USR2");
     let said = wait_for(&lines, "restart failed: ", Duration::from_secs(10));
     assert!(said.contains("exit status 3"), "{said}");
-    assert!(exited_within(&mut old, Duration::from_millis(300)).is_none(), "the old one serves on");
+    assert!(wait_exit(&mut old, Duration::from_millis(300)).is_none(), "the old one serves on");
     for _ in 0..10 {
         assert!(serves(addr), "still served by the old process");
     }
     signal(old.id(), "-TERM");
-    assert!(exited_within(&mut old, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert!(wait_exit(&mut old, Duration::from_secs(10)).is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -7,7 +7,7 @@ mod util;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pollring::Backend;
 use util::*;
@@ -34,21 +34,9 @@ fn spawn_echo(backend: Backend, grace_ms: u64) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
-    assert!(ok.success());
-}
-
 /// Waits up to `limit` for the process to exit; its exit code if it did.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status.code().unwrap_or(-1));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+fn exit_code(child: &mut Child, limit: Duration) -> Option<i32> {
+    wait_exit(child, limit).map(|status| status.code().unwrap_or(-1))
 }
 
 fn sigterm_with_idle_connections_exits_cleanly(backend: Backend) {
@@ -56,8 +44,8 @@ fn sigterm_with_idle_connections_exits_cleanly(backend: Backend) {
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(b"ping").unwrap();
     assert_eq!(read_n(&mut c, 4), b"ping");
-    signal(&child, "-TERM");
-    let code = wait_exit(&mut child, Duration::from_secs(3));
+    signal(child.id(), "-TERM");
+    let code = exit_code(&mut child, Duration::from_secs(3));
     assert_eq!(code, Some(0), "a graceful stop with nothing to drain exits 0, promptly");
 }
 
@@ -73,10 +61,10 @@ fn second_signal_forces_exit(backend: Backend) {
             break; // Both directions full: the server holds queued output.
         }
     }
-    signal(&child, "-TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_millis(500)), None, "still draining");
-    signal(&child, "-TERM");
-    let code = wait_exit(&mut child, Duration::from_secs(3));
+    signal(child.id(), "-TERM");
+    assert_eq!(exit_code(&mut child, Duration::from_millis(500)), None, "still draining");
+    signal(child.id(), "-TERM");
+    let code = exit_code(&mut child, Duration::from_secs(3));
     assert_eq!(code, Some(130), "a second signal exits at once with 130");
     drop(c);
 }

@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pollring::Backend;
@@ -17,16 +17,6 @@ use util::*;
 /// A loopback port nobody listens on right now.
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Kills the activator (and so the server it became) when the test ends.
-struct Activated(Child);
-
-impl Drop for Activated {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Connects to `addr`, retrying while the activator starts listening.
@@ -75,7 +65,7 @@ fn the_passed_socket_is_served_by_every_worker(backend: Backend) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start systemd-socket-activate");
-    let mut activated = Activated(child);
+    let mut activated = Running(child);
     let stderr = BufReader::new(activated.0.stderr.take().unwrap());
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

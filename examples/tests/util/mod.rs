@@ -1,6 +1,7 @@
-//! Shared helpers of the HTTP tests: `pollring::testing` (the backend macro,
-//! server start-up), an HTTP client that times out instead of hanging, and
-//! client programs (curl, wrk) run with a deadline.
+//! Shared helpers of the examples' tests: `pollring::testing` (the backend
+//! macro, server start-up), an HTTP client that times out instead of
+//! hanging, client programs (curl, wrk) run with a deadline, and the
+//! example binaries as child processes (signals, exits, clean-up).
 
 #![allow(dead_code)]
 
@@ -10,7 +11,7 @@ pub use pollring::testing::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A parsed HTTP response.
@@ -201,4 +202,35 @@ pub fn run_with_deadline(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Ou
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     Output { status, stdout, stderr }
+}
+
+/// Sends `sig` (e.g. `-TERM`) to process `pid` with kill(1).
+#[track_caller]
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// Waits up to `limit` for `child` to exit; how it ended, if it did.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
